@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    set up, then execute every notebook in order, headless (regenerates log/ and static/)
+#   make test   set up, then run the unit tests and the notebooks under nbval
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+
+.PHONY: run test lab bench data venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Fashion-MNIST: Debian's package where we may install it, else the official download (checksummed).
+data: venv
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ ! -d data/fashion ] \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  || echo "could not install dataset-fashion-mnist; downloading instead"; \
+	fi
+	$(PY) -m utils.data
+
+run: data
+	@set -e; for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; \
+	  $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 "$$nb"; \
+	done
+	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils.train; fi
+
+test: data
+	$(PY) -m pytest --nbval
+
+lab: data
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) .pytest_cache
