@@ -41,9 +41,9 @@ def hyperparameters(**overrides):
     unknown = overrides.keys() - DEFAULTS.keys()
     if unknown:
         name = sorted(unknown)[0]
-        close = difflib.get_close_matches(name, DEFAULTS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown hyperparameter {name!r}{hint} Known: {', '.join(DEFAULTS)}")
+        close = [k for k in DEFAULTS if k.startswith(name)] or difflib.get_close_matches(name, DEFAULTS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown hyperparameter {name!r}{hint}; known: {', '.join(DEFAULTS)}")
     hp = {**DEFAULTS, **overrides}
     checks = [
         ("lr", hp["lr"] > 0, "a positive number"),
