@@ -37,6 +37,10 @@ run: data
 test: data
 	$(PY) -m pytest --nbval
 
+bench: data
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) -m bench.bench_mlp
+
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
 

@@ -93,7 +93,8 @@ class Linear(Layer):
     def forward(self, x):
         _check_input(self, x, 2, self.in_features)
         self.x = x
-        self.out = x @ self.params["W"] + self.params["b"]
+        self.out = x @ self.params["W"]
+        self.out += self.params["b"]  # in place: no second (N, out) temporary
         return self.out
 
     def backward(self, dout, need_dx=True):
@@ -227,15 +228,16 @@ class SoftmaxCrossEntropy:
             raise ValueError(f"{self!r}: expected integer labels of shape ({n},), got {y.dtype} {y.shape}")
         if n and (y.min() < 0 or y.max() >= c):
             raise ValueError(f"{self!r}: labels must lie in [0, {c}), got values from {y.min()} to {y.max()}")
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        self.log_p = shifted - log_sum  # log-softmax by the log-sum-exp trick
-        self.y = y
-        return float(-self.log_p[np.arange(n), y].mean())
+        shifted = logits - logits.max(axis=1, keepdims=True)  # exp never overflows
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        self.p, self.y = exp / total, y
+        # log p[y] = shifted[y] - log(sum(exp)): the log-sum-exp trick, never log(0).
+        return float(np.mean(np.log(total[:, 0]) - shifted[np.arange(n), y]))
 
     def backward(self):
         n = len(self.y)
-        dlogits = np.exp(self.log_p)
+        dlogits = self.p.copy()
         dlogits[np.arange(n), self.y] -= 1
         dlogits /= n
         return dlogits

@@ -1,0 +1,166 @@
+"""Benchmark: one epoch of a 784-256-128-10 MLP, this project against PyTorch and scikit-learn.
+
+Every contender trains the same network (float32, batch 128, plain SGD, constant lr) on the
+60,000 Fashion-MNIST training images, in a process of its own, and the processes alternate
+(ours, torch, sklearn, ours, ...), so that a slow minute of the machine hurts all alike.
+Seconds per epoch are the median over the epochs after the first (warm-up) of all rounds.
+"GEMM only" is the time of the epoch's eight matrix products alone, the floor for any
+NumPy implementation: forward 3, dW 3, dX 2 (nobody needs the first layer's dX).
+
+    python -m bench.bench_mlp                  # 1 and 2 BLAS threads, 3 rounds
+    python -m bench.bench_mlp --threads 1 --rounds 1 --epochs 3
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SIZES = [784, 256, 128, 10]
+BATCH_SIZE, LR = 128, 0.05
+CONTENDERS = {"ours": "numpy", "torch": "torch", "sklearn": "sklearn"}
+
+
+def fashion_mnist():
+    """Full training set and official test set, scaled to [0, 1], float32, flat."""
+    from utils.data import load_fashion_mnist
+    (X, y), (X_test, y_test) = load_fashion_mnist()
+    scale = np.float32(1 / 255)
+    return (X.reshape(len(X), -1) * scale, y, X_test.reshape(len(X_test), -1) * scale, y_test)
+
+
+def run_ours(X, y, X_test, y_test, epochs):
+    from module import mlp
+    from utils.train import evaluate, train
+    model = mlp(SIZES, "relu", rng=0)
+    # A small validation set: the others do not validate per epoch, so keep ours cheap too.
+    history = train(model, X, y, X_test[:1000], y_test[:1000], num_epochs=epochs, batch_size=BATCH_SIZE, lr=LR,
+                    momentum=0.0, l2_lambda=0.0, lr_schedule="constant", restore_best=False, progress=False)
+    return list(history.seconds), evaluate(model, X_test, y_test)[1]
+
+
+def run_torch(X, y, X_test, y_test, epochs):
+    import torch
+    torch.manual_seed(0)
+    layers = []
+    for n_in, n_out in zip(SIZES[:-1], SIZES[1:]):
+        layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    X, y = torch.from_numpy(X), torch.from_numpy(y)
+    gen, seconds = torch.Generator().manual_seed(0), []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(X), generator=gen)
+        for first in range(0, len(X), BATCH_SIZE):
+            idx = order[first:first + BATCH_SIZE]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(X[idx]), y[idx]).backward()
+            opt.step()
+        seconds.append(time.perf_counter() - start)
+    with torch.no_grad():
+        accuracy = (model(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean()
+    return seconds, float(accuracy)
+
+
+def run_sklearn(X, y, X_test, y_test, epochs):
+    from sklearn.neural_network import MLPClassifier
+    clf = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], solver="sgd", learning_rate_init=LR, momentum=0.0,
+                        nesterovs_momentum=False, alpha=0.0, batch_size=BATCH_SIZE, random_state=0)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        clf.partial_fit(X, y, classes=np.arange(10))  # one pass over the data per call
+        seconds.append(time.perf_counter() - start)
+    return seconds, float(clf.score(X_test, y_test))
+
+
+def gemm_only(n, repeats=3):
+    """Seconds for the epoch's matrix products alone, with the shapes of a real epoch."""
+    rng = np.random.default_rng(0)
+    W = [rng.standard_normal((a, b), dtype=np.float32) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    batches = [min(BATCH_SIZE, n - first) for first in range(0, n, BATCH_SIZE)]
+    inputs = {m: rng.standard_normal((m, SIZES[0]), dtype=np.float32) for m in set(batches)}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for m in batches:
+            acts = [inputs[m]]
+            for w in W:
+                acts.append(acts[-1] @ w)
+            grad = acts[-1]
+            for i in reversed(range(len(W))):
+                acts[i].T @ grad  # dW
+                if i:
+                    grad = grad @ W[i].T  # dX, except for the first layer
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def worker(name, epochs):
+    """Run one contender in this process and print its result as one JSON line."""
+    from threadpoolctl import threadpool_limits
+    threads = int(os.environ["BENCH_THREADS"])
+    X, y, X_test, y_test = fashion_mnist()
+    if name == "torch":
+        import torch
+        torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        seconds, accuracy = globals()[f"run_{name}"](X, y, X_test, y_test, epochs)
+        result = {"seconds": seconds, "accuracy": accuracy}
+        if name == "ours":
+            result["gemm"] = gemm_only(len(X))
+    print(json.dumps(result))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of all contenders")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per process; the first is a warm-up")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.epochs)
+
+    available = [c for c, module in CONTENDERS.items() if importlib.util.find_spec(module)]
+    missing = sorted(set(CONTENDERS) - set(available))
+    if missing:
+        print(f"not installed, left out: {', '.join(missing)} (pip install scikit-learn; torch: a CPU build)")
+    print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; {SIZES}, batch {BATCH_SIZE}, plain SGD, "
+          f"60,000 images per epoch; median of epochs 2..{args.epochs} over {args.rounds} rounds\n")
+    for threads in args.threads:
+        env = {**os.environ, "BENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+               "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        results = {c: {"seconds": [], "accuracy": [], "gemm": []} for c in available}
+        for _ in range(args.rounds):
+            for name in available:
+                out = subprocess.run([sys.executable, "-m", "bench.bench_mlp", "--worker", name,
+                                      "--epochs", str(args.epochs)], env=env, check=True,
+                                     capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                results[name]["seconds"] += r["seconds"][1:]
+                results[name]["accuracy"].append(r["accuracy"])
+                results[name]["gemm"].append(r.get("gemm"))
+        print_table(threads, results)
+
+
+def print_table(threads, results):
+    ours = statistics.median(results["ours"]["seconds"])
+    gemm = min(g for g in results["ours"]["gemm"] if g)
+    print(f"{threads} BLAS thread{'s' if threads > 1 else ''}; GEMM only: {gemm:.3f} s/epoch")
+    print(f"  {'contender':<10}{'s/epoch':>9}{'x ours':>8}{'test acc':>10}")
+    for name, r in results.items():
+        s = statistics.median(r["seconds"])
+        print(f"  {name:<10}{s:>9.3f}{s / ours:>8.2f}{statistics.mean(r['accuracy']):>10.4f}")
+    print(f"  ours / GEMM only: {ours / gemm:.2f}\n")
+
+
+if __name__ == "__main__":
+    main()
