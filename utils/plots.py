@@ -125,11 +125,12 @@ class LiveCurves:
         self.num_epochs = num_epochs
         self.fig, self.axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
         plt.close(self.fig)  # shown through the handle only, not again at the end of the cell
-        self.handle = display(self.fig, display_id=True)
+        self.handle = display(self.fig, display_id=True)  # None outside IPython: then only fig is updated
 
     def __call__(self, history, model=None):
         plot_history(history, self.axes, self.num_epochs)
-        self.handle.update(self.fig)
+        if self.handle is not None:
+            self.handle.update(self.fig)
 
 
 def plot_weight_evolution(monitor, bins=61):
@@ -279,15 +280,21 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES):
 
     X: (n, 784) inputs (already standardised); y: optional true labels for the row titles.
     One row per input: the image, then each layer's output (Linear: pre-activations, then the
-    activation's output, ...). Runs the model in eval mode and reads each layer's cached .out.
+    activation's output, ...). Runs the model in eval mode (Dropout layers, then the identity,
+    are left out) and reads each layer's cached .out.
     """
-    model.eval()
+    from module import Dropout
+    layers = [(i, layer) for i, layer in enumerate(model.layers) if not isinstance(layer, Dropout)]
+    was_training = model.training
+    model.eval()  # Dropout is then the identity, so it is left out of the picture
     outs = []
     for x in X:
         model.forward(x[None])
-        outs.append([layer.out[0] for layer in model.layers])
-    names = [f"{i}: {type(layer).__name__} ({layer.out.shape[1]})" for i, layer in enumerate(model.layers)]
-    cols = len(model.layers) + 1
+        outs.append([layer.out[0] for _, layer in layers])
+    if was_training:
+        model.train()
+    names = [f"{i}: {type(layer).__name__} ({layer.out.shape[1]})" for i, layer in layers]
+    cols = len(layers) + 1
     fig, axes = plt.subplots(len(X), cols, figsize=(2.1 * cols, 2.2 * len(X)), squeeze=False, layout="constrained")
     for r, (x, row_outs) in enumerate(zip(X, outs)):
         axes[r, 0].imshow(x.reshape(28, 28), cmap="gray_r")
@@ -307,4 +314,183 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES):
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("Activations of every layer, each reshaped to 2-D")
+    return fig
+
+
+# ---- hyperparameter search (notebook 02)
+
+def _searched_columns(results):
+    """The hyperparameter columns of a utils.search.results_table: those between "trial" and "val_acc"."""
+    columns = list(results.columns)
+    return columns[columns.index("trial") + 1:columns.index("val_acc")]
+
+
+def plot_search_heatmaps(results, value="val_acc"):
+    """Validation accuracy of a grid search: learning rate x hidden sizes, one heatmap per l2_lambda.
+
+    results: the DataFrame of utils.search.results_table, or its CSV read back. One colour scale
+    for all panels. A pruned trial shows the best accuracy it reached before it was stopped
+    (marked *); a blank cell diverged or failed. If more hyperparameters were searched, each
+    cell shows the best over them.
+    """
+    df = results.dropna(subset=["lr", "l2_lambda"]).astype({"hidden_sizes": str})
+    l2s, lrs = sorted(df["l2_lambda"].unique(), reverse=True), sorted(df["lr"].unique())
+    sizes = sorted(df["hidden_sizes"].unique(), key=lambda s: [-int(n) for n in s.split("-")])  # widest first
+    vmin, vmax = df[value].min(), df[value].max()
+    fig, axes = plt.subplots(1, len(l2s), figsize=(1.2 + 3.4 * len(l2s), 3.9), sharey=True,
+                             squeeze=False, layout="constrained")
+    for i, (ax, l2) in enumerate(zip(axes[0], l2s)):
+        # Best first, so drop_duplicates keeps each cell's best trial.
+        cells = df[df["l2_lambda"] == l2].sort_values(value, ascending=False).drop_duplicates(["lr", "hidden_sizes"])
+        grid = cells.pivot(index="lr", columns="hidden_sizes", values=value).reindex(index=lrs, columns=sizes)
+        state = cells.pivot(index="lr", columns="hidden_sizes", values="state").reindex(index=lrs, columns=sizes)
+        labels = grid.map(lambda v: f"{v:.3f}") + np.where(state == "pruned", "*", "")
+        sns.heatmap(grid, annot=labels, fmt="", vmin=vmin, vmax=vmax, cmap="viridis", cbar=False,
+                    linewidths=0.5, ax=ax, annot_kws={"fontsize": 8})
+        ax.set_yticklabels([f"{lr:g}" for lr in lrs], rotation=0)
+        ax.set_title(f"l2_lambda = {l2:g}")
+        ax.set_xlabel("hidden sizes")
+        ax.set_ylabel("learning rate" if i == 0 else "")
+    fig.colorbar(axes[0, 0].collections[0], ax=axes[0], shrink=0.9, label=f"validation accuracy ({value})")
+    fig.suptitle("Validation accuracy per grid point   (* pruned: best before it was stopped; blank: diverged)")
+    return fig
+
+
+def plot_search_curves(study_or_results, top=5):
+    """Validation accuracy per epoch of the best trials (in colour) and of all the others (grey).
+
+    study_or_results: an Optuna study of utils.search, or its results_table (or the CSV read back).
+    Pruned trials stop early: their grey curves end where the pruner stopped them.
+    """
+    import json
+
+    import pandas as pd
+    results = study_or_results
+    if not isinstance(results, pd.DataFrame):
+        from utils.search import results_table
+        results = results_table(study_or_results)
+    results = results.dropna(subset=["val_acc"]).sort_values("val_acc", ascending=False)
+    names = _searched_columns(results)
+    fig, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
+    for _, row in results.iloc[top:].iterrows():
+        curve = json.loads(row["val_acc_curve"])
+        ax.plot(range(1, len(curve) + 1), curve, color="0.8", lw=0.8, zorder=1)
+    for _, row in results.iloc[:top].iterrows():
+        curve = json.loads(row["val_acc_curve"])
+        label = ", ".join(f"{n}={row[n]:g}" if isinstance(row[n], float) else f"{n}={row[n]}" for n in names)
+        ax.plot(range(1, len(curve) + 1), curve, "o-", ms=3, zorder=2,
+                label=f"{label}: {row['val_acc']:.4f}" + (" (pruned)" if row["state"] == "pruned" else ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"Learning curves of the {min(top, len(results))} best trials (grey: the other {max(0, len(results) - top)})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+# ---- convolutional networks (notebook 05)
+
+def _display(x):
+    """One input image (C, H, W), standardised or not -> (array, cmap) for imshow: grey, or RGB in [0, 1]."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[0] == 1:
+        return x[0], "gray_r"
+    x = x.transpose(1, 2, 0)[..., :3]
+    return (x - x.min()) / max(x.max() - x.min(), 1e-8), None
+
+
+def plot_image_grid(images, titles=None, cols=8, centred=True, suptitle=None, size=1.3, colorbar=True):
+    """Small 2-D maps (n, H, W) in a grid on one colour scale: filters, feature maps, weight templates.
+
+    centred: a diverging scale symmetric about 0 (red positive, blue negative), for signed values;
+    otherwise viridis from min to max.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    n = len(images)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.15) * rows), squeeze=False,
+                             layout="constrained")
+    limit = max(float(np.abs(images).max()), 1e-8)
+    scale = dict(cmap="RdBu_r", vmin=-limit, vmax=limit) if centred else \
+        dict(cmap="viridis", vmin=float(images.min()), vmax=float(images.max()))
+    for j, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if j < n:
+            im = ax.imshow(images[j], interpolation="nearest", **scale)
+            if titles is not None:
+                ax.set_title(titles[j], fontsize=8)
+    if colorbar:
+        fig.colorbar(im, ax=axes, shrink=0.8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_filters(W, suptitle=None):
+    """A conv layer's filters W (F, C, k, k): one k x k map per filter and input channel.
+
+    With 3 input channels each filter is also drawn as one colour image (its RGB weights
+    rescaled to [0, 1]), the colour pattern it responds to most.
+    """
+    F, C, k, _ = W.shape
+    suptitle = suptitle or f"{F} filters of {C} x {k} x {k} weights"
+    if C != 3:
+        return plot_image_grid(W.reshape(F * C, k, k), [f"filter {f}" + (f", ch {c}" if C > 1 else "")
+                                                       for f in range(F) for c in range(C)],
+                               cols=C if C > 1 else min(F, 8), suptitle=suptitle)
+    fig, axes = plt.subplots(1, F, figsize=(1.3 * F, 1.6), squeeze=False, layout="constrained")
+    for f, ax in enumerate(axes[0]):
+        ax.imshow(_display(W[f])[0], interpolation="nearest")
+        ax.set_title(f"filter {f}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(suptitle)
+    return fig
+
+
+def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps=16):
+    """For each image in X (n, C, H, W): the image, then the output channels of model.layers[layer].
+
+    Runs the model in eval mode and reads the layer's cached .out (n, F, Ho, Wo); each row has
+    its own colour scale, centred on 0 (red: the filter's pattern is present, blue: its opposite).
+    """
+    was_training = model.training
+    model.eval()
+    logits = model.forward(X)
+    maps = model.layers[layer].out[:, :max_maps]
+    if was_training:
+        model.train()
+    n, F = maps.shape[:2]
+    fig, axes = plt.subplots(n, F + 1, figsize=(1.05 * (F + 1), 1.2 * n + 0.5), squeeze=False,
+                             layout="constrained")
+    for r in range(n):
+        image, cmap = _display(X[r])
+        axes[r, 0].imshow(image, cmap=cmap)
+        pred = class_names[int(logits[r].argmax())]
+        axes[r, 0].set_title((f"{class_names[y[r]]}\n" if y is not None else "") + f"pred: {pred}", fontsize=7)
+        limit = max(float(np.abs(maps[r]).max()), 1e-8)
+        for f in range(F):
+            axes[r, f + 1].imshow(maps[r, f], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            if r == 0:
+                axes[r, f + 1].set_title(f"map {f}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    name = f"{layer}: {type(model.layers[layer]).__name__}"
+    fig.suptitle(f"Feature maps of layer {name}, {F} of shape {maps.shape[2]}x{maps.shape[3]}")
+    return fig
+
+
+def plot_class_errors(results, class_names=CLASS_NAMES):
+    """Bars of the error rate per true class, one colour per model. results: {name: (y_true, y_pred)}."""
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    width = 0.8 / len(results)
+    for j, (name, (y_true, y_pred)) in enumerate(results.items()):
+        y_true = np.asarray(y_true)
+        wrong = np.bincount(y_true[np.asarray(y_pred) != y_true], minlength=len(class_names))
+        rate = wrong / np.bincount(y_true, minlength=len(class_names))
+        ax.bar(np.arange(len(class_names)) + (j - (len(results) - 1) / 2) * width, 100 * rate, width,
+               label=f"{name} ({100 * wrong.sum() / len(y_true):.1f}% overall)")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=30)
+    ax.set_ylabel("% of the class misclassified")
+    ax.set_title("Test errors per true class")
+    ax.legend()
     return fig
