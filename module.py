@@ -342,6 +342,189 @@ class Sequential(Layer):
         return "Sequential(\n" + "".join(f"  ({i}) {layer!r}\n" for i, layer in enumerate(self.layers)) + ")"
 
 
+def _check_image(layer, x, channels, kernel_size, padding=0):
+    """Return (N, C, H, W) of x, or raise a ValueError naming the layer and the shapes."""
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"{layer!r}: expected images of shape (N, C, H, W), got {got}")
+    n, c, h, w = x.shape
+    if channels is not None and c != channels:
+        raise ValueError(f"{layer!r}: expected {channels} channels, got input of shape {x.shape}")
+    if min(h, w) + 2 * padding < kernel_size:
+        pad = f" padded by {padding}" if padding else ""
+        raise ValueError(f"{layer!r}: the image {h}x{w}{pad} is smaller than the "
+                         f"{kernel_size}x{kernel_size} kernel (input shape {x.shape})")
+    return n, c, h, w
+
+
+def _positive_ints(layer_name, **sizes):
+    for name, v in sizes.items():
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{layer_name}: {name} must be an integer >= 1, got {v!r}")
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in every deep-learning library) by im2col and one GEMM.
+
+    x: (N, C, H, W) -> out: (N, F, Ho, Wo), Ho = (H + 2 * padding - k) // stride + 1 (Wo likewise);
+    W: (F, C, k, k), b: (F,). He initialisation: std sqrt(2 / (C * k * k)).
+
+    The arrays are arranged channels-first, (C, N, H, W) in memory, so that im2col gives
+    cols (C*k*k, N*Ho*Wo) and W @ cols lands directly in the output's memory order; out
+    is a transposed view. Every other layer works on any memory order.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, rng=None, dtype=np.float32):
+        super().__init__()
+        _positive_ints("Conv2D", in_channels=in_channels, out_channels=out_channels,
+                       kernel_size=kernel_size, stride=stride)
+        if not isinstance(padding, (int, np.integer)) or isinstance(padding, bool) or padding < 0:
+            raise ValueError(f"Conv2D: padding must be an integer >= 0, got {padding!r}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+        shape = (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
+        fan_in = self.in_channels * self.kernel_size ** 2
+        W = _as_rng(rng).standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        self.params = {"W": W.astype(dtype), "b": np.zeros(out_channels, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def _offsets(self, ho, wo):
+        """Yield (i, j, rows, cols): the input positions kernel entry (i, j) meets, as two slices."""
+        k, s = self.kernel_size, self.stride
+        for i in range(k):
+            for j in range(k):
+                yield i, j, slice(i, i + s * (ho - 1) + 1, s), slice(j, j + s * (wo - 1) + 1, s)
+
+    def forward(self, x):
+        n, c, h, w = _check_image(self, x, self.in_channels, self.kernel_size, self.padding)
+        k, p = self.kernel_size, self.padding
+        ho, wo = (h + 2 * p - k) // self.stride + 1, (w + 2 * p - k) // self.stride + 1
+        xc = x.transpose(1, 0, 2, 3)  # (C, N, H, W): a view
+        if p:
+            padded = np.zeros((c, n, h + 2 * p, w + 2 * p), dtype=x.dtype)
+            padded[:, :, p:p + h, p:p + w] = xc
+            xc = padded
+        # im2col: one copy per kernel entry (k*k strided copies), not one per output pixel.
+        cols = np.empty((c, k, k, n, ho, wo), dtype=x.dtype)
+        for i, j, rows, cs in self._offsets(ho, wo):
+            cols[:, i, j] = xc[:, :, rows, cs]
+        self.cols, self.x_shape = cols.reshape(c * k * k, n * ho * wo), x.shape
+        out = self.params["W"].reshape(self.out_channels, -1) @ self.cols  # (F, N*Ho*Wo)
+        out += self.params["b"][:, None]
+        self.out = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
+        return self.out
+
+    def backward(self, dout, need_dx=True):
+        n, c, h, w = self.x_shape
+        k, p, f = self.kernel_size, self.padding, self.out_channels
+        ho, wo = dout.shape[2:]
+        d = dout.transpose(1, 0, 2, 3).reshape(f, -1)  # (F, N*Ho*Wo); no copy if dout is our layout
+        self.grads["W"] = (d @ self.cols.T).reshape(self.params["W"].shape)
+        self.grads["b"] = d.sum(axis=1)
+        if not need_dx:
+            return None
+        dcols = (self.params["W"].reshape(f, -1).T @ d).reshape(c, k, k, n, ho, wo)
+        # col2im: the same walk as im2col, adding where overlapping windows share a pixel.
+        dx = np.zeros((c, n, h + 2 * p, w + 2 * p), dtype=dcols.dtype)
+        for i, j, rows, cs in self._offsets(ho, wo):
+            dx[:, :, rows, cs] += dcols[:, i, j]
+        return dx[:, :, p:p + h, p:p + w].transpose(1, 0, 2, 3)
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
+
+
+class MaxPool2D(Layer):
+    """Max pooling over k x k windows: (N, C, H, W) -> (N, C, Ho, Wo), Ho = (H - k) // stride + 1.
+
+    stride defaults to kernel_size (non-overlapping windows). On a tie the gradient goes to
+    the first maximum in the window (row by row), as in PyTorch: splitting it among all
+    tied positions would send too much gradient back through a flat background.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        _positive_ints("MaxPool2D", kernel_size=kernel_size, stride=stride)
+        self.kernel_size, self.stride = int(kernel_size), int(stride)
+
+    def _windows(self, x):
+        """The k*k strided views of x, one per window position, each (N, C, Ho, Wo)."""
+        k, s = self.kernel_size, self.stride
+        ho, wo = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+        return [x[:, :, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s] for i in range(k) for j in range(k)]
+
+    def forward(self, x):
+        _check_image(self, x, None, self.kernel_size)
+        windows = self._windows(x)
+        out = np.copy(windows[0])  # np.copy keeps x's memory order
+        for view in windows[1:]:
+            np.maximum(out, view, out=out)
+        # masks[t] marks the outputs whose maximum came from window position t; a tie
+        # goes to the first position (taken), so each output has exactly one.
+        self.masks = np.empty((len(windows), *out.shape), dtype=bool)
+        for t, view in enumerate(windows):
+            np.equal(view, out, out=self.masks[t])
+        taken = self.masks[0].copy()
+        for mask in self.masks[1:]:
+            mask &= ~taken
+            taken |= mask
+        self.x, self.out = x, out
+        return out
+
+    def backward(self, dout, need_dx=True):
+        dx = np.zeros_like(self.x)
+        for view, mask in zip(self._windows(dx), self.masks):
+            if self.stride >= self.kernel_size:
+                np.multiply(dout, mask, out=view)  # windows do not overlap: write, no need to add
+            else:
+                view += dout * mask
+        return dx
+
+    def config(self):
+        return {"kernel_size": self.kernel_size, "stride": self.stride}
+
+
+class Flatten(Layer):
+    """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k); backward restores the shape."""
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise ValueError(f"{self!r}: expected input of shape (N, ...) with at least 2 dimensions, "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        self.x_shape = x.shape
+        self.out = x.reshape(len(x), -1)
+        return self.out
+
+    def backward(self, dout, need_dx=True):
+        return dout.reshape(self.x_shape)
+
+
+def lenet5(in_channels=1, image_size=28, num_classes=10, rng=None, dtype=np.float32, dropout=0.0):
+    """LeNet-5 (LeCun et al., 1998) with ReLU and max pooling, for (N, in_channels, image_size, image_size).
+
+    conv 6@5x5 -> pool 2 -> conv 16@5x5 -> pool 2 -> fc 120 -> fc 84 -> fc num_classes, ReLU
+    between (and Dropout after fc 120 and fc 84, if dropout > 0). The first conv pads by 2 for
+    28x28 images, so that the second conv sees 14x14 as in the original 32x32 design; the
+    flatten size follows from image_size.
+    """
+    rng = _as_rng(rng)
+    drop = lambda: [Dropout(dropout, rng=rng)] if dropout > 0 else []  # noqa: E731
+    pad = 2 if image_size == 28 else 0
+    side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
+    if side < 1:
+        raise ValueError(f"lenet5: image_size {image_size} is too small; LeNet-5 needs at least 16 pixels")
+    return Sequential([
+        Conv2D(in_channels, 6, 5, padding=pad, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(6, 16, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Flatten(),
+        Linear(16 * side * side, 120, rng=rng, dtype=dtype), ReLU(), *drop(),
+        Linear(120, 84, rng=rng, dtype=dtype), ReLU(), *drop(),
+        Linear(84, num_classes, rng=rng, dtype=dtype),
+    ])
+
+
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 INIT_FOR = {"relu": "he", "leaky_relu": "he", "sigmoid": "glorot", "tanh": "glorot"}
 
@@ -368,4 +551,5 @@ def mlp(sizes, activation="relu", dropout=0.0, rng=None, dtype=np.float32):
     return Sequential(layers)
 
 
-LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout)}
+LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout,
+                                       Conv2D, MaxPool2D, Flatten)}
