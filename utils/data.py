@@ -1,4 +1,5 @@
 """Fashion-MNIST: find or download the files, check them, prepare arrays for training.
+CIFAR-10 (its official binary version) gets the same treatment at the end of the file.
 
 Loading returns the raw uint8 images; the preprocessing helpers turn them into
 float32 arrays (float32 halves memory and time against float64, and the network
@@ -10,11 +11,13 @@ use them, and `save_prepared` / `load_prepared` pass the result between notebook
 import argparse
 import gzip
 import hashlib
+import io
 import math
 import operator
 import os
 import struct
 import sys
+import tarfile
 import tempfile
 import urllib.request
 import zlib
@@ -308,6 +311,150 @@ def load_prepared(path=PREPARED_PATH):
     with np.load(path, allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}  # each f[k] reads from disk again, so read once
     return {k: v.item() if v.ndim == 0 else v for k, v in data.items()}
+
+
+# ---- CIFAR-10, the official binary version (no pickle)
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_DIR = DATA_DIR / "cifar10"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # of the tarball, as published on the site
+CIFAR10_TAR = "cifar-10-binary.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-bin"  # what the tarball unpacks to
+CIFAR10_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # one label byte, then the red, green and blue 32x32 planes
+CIFAR10_PER_FILE = 10000
+
+
+def read_cifar10_batch(data, name, verify=True):
+    """Parse one CIFAR-10 binary batch: records of 1 label byte and 3072 pixel bytes (CHW order).
+
+    data: the file's bytes; name: what error messages call it.
+    verify: also require the official size of 10,000 records.
+    Returns X (N, 3, 32, 32) uint8 and y (N,) int64.
+    Raises ValueError naming the file if it is empty, truncated or holds labels outside 0..9.
+    """
+    n, rest = divmod(len(data), CIFAR10_RECORD)
+    if n == 0 or rest:
+        raise ValueError(f"{name}: truncated or not a CIFAR-10 batch: {len(data)} bytes is not a "
+                         f"positive whole number of {CIFAR10_RECORD}-byte records (1 label + 3072 pixels)")
+    if verify and n != CIFAR10_PER_FILE:
+        raise ValueError(f"{name}: expected {CIFAR10_PER_FILE} records "
+                         f"({CIFAR10_PER_FILE * CIFAR10_RECORD} bytes), found {n}")
+    records = np.frombuffer(data, dtype=np.uint8).reshape(n, CIFAR10_RECORD)
+    y = records[:, 0].astype(np.int64)
+    if y.max() >= len(CIFAR10_CLASSES):
+        bad = int(np.argmax(y >= len(CIFAR10_CLASSES)))
+        raise ValueError(f"{name}: corrupt: record {bad} has label byte {y[bad]}, expected 0..9")
+    return records[:, 1:].reshape(n, 3, 32, 32).copy(), y
+
+
+def _download_cifar10(folder, verify):
+    """Download the official tarball into folder, atomically and only once its MD5 matches."""
+    dest = folder / CIFAR10_TAR
+    print(f"downloading {CIFAR10_URL} -> {dest}", file=sys.stderr)
+    try:
+        with urllib.request.urlopen(CIFAR10_URL, timeout=60) as response:
+            data = response.read()
+    except OSError as e:
+        raise OSError(f"could not download {CIFAR10_URL} ({e}); copy {CIFAR10_TAR} "
+                      f"(or its unpacked {CIFAR10_FOLDER} folder) into {folder}") from e
+    _check_md5(data, CIFAR10_URL, verify)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CIFAR10_TAR}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return dest
+
+
+def _check_md5(data, name, verify):
+    found = hashlib.md5(data).hexdigest()
+    if verify and found != CIFAR10_MD5:
+        raise ValueError(f"{name}: checksum mismatch: expected MD5 {CIFAR10_MD5}, found {found}")
+
+
+def _cifar10_files(folder, verify):
+    """The six batches' bytes and the class-name file's text (or None), from folder or its tarball."""
+    for d in (folder / CIFAR10_FOLDER, folder):
+        if all((d / f).is_file() for f in CIFAR10_FILES):
+            meta = d / "batches.meta.txt"
+            return ({f: (d / f).read_bytes() for f in CIFAR10_FILES},
+                    meta.read_text() if meta.is_file() else None, d)
+    tar_path = folder / CIFAR10_TAR
+    if not tar_path.is_file():
+        return None
+    data = tar_path.read_bytes()
+    try:
+        # Read in memory, never extracted: member names cannot write outside the folder.
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            missing = [f for f in CIFAR10_FILES if f not in members]
+            if missing:
+                raise ValueError(f"{tar_path}: not the CIFAR-10 binary tarball: "
+                                 f"missing {', '.join(missing)}")
+            files = {f: tar.extractfile(members[f]).read() for f in CIFAR10_FILES}
+            meta = members.get("batches.meta.txt")
+            meta = tar.extractfile(meta).read().decode() if meta else None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{tar_path}: corrupt or truncated tar.gz ({e})") from None
+    _check_md5(data, tar_path, verify)  # after unpacking, so a truncated file gets the message above
+    return files, meta, tar_path
+
+
+def load_cifar10(data_dir=None, verify=True):
+    """Load CIFAR-10 from the official binary version as raw arrays.
+
+    Looks in data_dir (default CIFAR10_DIR) for the unpacked cifar-10-batches-bin folder,
+    the six .bin files themselves, or cifar-10-binary.tar.gz; with no data_dir given and
+    nothing found, downloads the tarball from CIFAR10_URL into CIFAR10_DIR.
+    verify: check the tarball's MD5 and the official sizes; False only for other files
+    (the tests' tiny ones).
+    Returns ((X_train, y_train), (X_test, y_test)):
+    - X_train: (50000, 3, 32, 32) uint8, channels red, green, blue; y_train: (50000,) int64 in 0..9
+    - X_test: (10000, 3, 32, 32) uint8; y_test: (10000,) int64 in 0..9
+    Raises FileNotFoundError if data_dir holds none of these, ValueError for corrupt files.
+    """
+    folder = CIFAR10_DIR if data_dir is None else Path(data_dir)
+    found = _cifar10_files(folder, verify)
+    if found is None:
+        if data_dir is not None:
+            raise FileNotFoundError(f"CIFAR-10 not found in {folder}: expected {CIFAR10_TAR}, "
+                                    f"a {CIFAR10_FOLDER} folder or the files {', '.join(CIFAR10_FILES)}")
+        _download_cifar10(folder, verify)
+        found = _cifar10_files(folder, verify)
+    files, meta, source = found
+    if meta is not None and tuple(meta.split()) != CIFAR10_CLASSES:
+        raise ValueError(f"{source}: batches.meta.txt lists the classes {meta.split()}, "
+                         f"expected {list(CIFAR10_CLASSES)}")
+    batches = [read_cifar10_batch(files[f], f"{source}: {f}", verify) for f in CIFAR10_FILES]
+    X_train = np.concatenate([X for X, _ in batches[:-1]])
+    y_train = np.concatenate([y for _, y in batches[:-1]])
+    return (X_train, y_train), batches[-1]
+
+
+def prepare_cifar10(val_size=5000, seed=0, flat=True, data_dir=None, verify=True):
+    """Load CIFAR-10 and make it ready for training, as prepare_fashion_mnist does Fashion-MNIST.
+
+    A stratified validation split of val_size off the 50000 training images, scaling to
+    [0, 1], then one mean and std from the remaining training images for all three sets.
+    Returns a dict with
+    - X_train, X_val, X_test: float32 of shape (N, 3072) if flat, else (N, 3, 32, 32)
+    - y_train, y_val, y_test: int64 of shape (N,)
+    - mean, std: floats, the training statistics on the [0, 1] scale.
+    """
+    (X, y), (X_test, y_test) = load_cifar10(data_dir, verify)
+    X_train, y_train, X_val, y_val = stratified_split(X, y, val_size, seed)
+    X_train, X_val, X_test, mean, std = standardize(scale(X_train), scale(X_val), scale(X_test))
+    shape = (-1, 3 * 32 * 32) if flat else (-1, 3, 32, 32)
+    return dict(X_train=X_train.reshape(shape), y_train=y_train,
+                X_val=X_val.reshape(shape), y_val=y_val,
+                X_test=X_test.reshape(shape), y_test=y_test, mean=mean, std=std)
 
 
 def main(argv=None):
