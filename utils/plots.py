@@ -465,8 +465,10 @@ def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps
     for r in range(n):
         image, cmap = _display(X[r])
         axes[r, 0].imshow(image, cmap=cmap)
-        pred = class_names[int(logits[r].argmax())]
-        axes[r, 0].set_title((f"{class_names[y[r]]}\n" if y is not None else "") + f"pred: {pred}", fontsize=7)
+        title = [class_names[y[r]]] if y is not None else []
+        if logits.ndim == 2:  # a classifier, not just a stack of conv layers
+            title.append(f"pred: {class_names[int(logits[r].argmax())]}")
+        axes[r, 0].set_title("\n".join(title), fontsize=7)
         limit = max(float(np.abs(maps[r]).max()), 1e-8)
         for f in range(F):
             axes[r, f + 1].imshow(maps[r, f], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
@@ -481,7 +483,7 @@ def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps
 
 def plot_class_errors(results, class_names=CLASS_NAMES):
     """Bars of the error rate per true class, one colour per model. results: {name: (y_true, y_pred)}."""
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
     width = 0.8 / len(results)
     for j, (name, (y_true, y_pred)) in enumerate(results.items()):
         y_true = np.asarray(y_true)
@@ -489,7 +491,7 @@ def plot_class_errors(results, class_names=CLASS_NAMES):
         rate = wrong / np.bincount(y_true, minlength=len(class_names))
         ax.bar(np.arange(len(class_names)) + (j - (len(results) - 1) / 2) * width, 100 * rate, width,
                label=f"{name} ({100 * wrong.sum() / len(y_true):.1f}% overall)")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=30)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
     ax.set_ylabel("% of the class misclassified")
     ax.set_title("Test errors per true class")
     ax.legend()
