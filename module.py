@@ -441,8 +441,8 @@ class MaxPool2D(Layer):
     """Max pooling over k x k windows: (N, C, H, W) -> (N, C, Ho, Wo), Ho = (H - k) // stride + 1.
 
     stride defaults to kernel_size (non-overlapping windows). On a tie the gradient goes to
-    the first maximum in the window (row by row), as in PyTorch: splitting it among all
-    tied positions would send too much gradient back through a flat background.
+    the first maximum in the window (row by row), as in PyTorch: a flat background is full
+    of ties, and copying the gradient to every tied position would multiply it.
     """
 
     def __init__(self, kernel_size, stride=None):
@@ -515,7 +515,10 @@ def lenet5(in_channels=1, image_size=28, num_classes=10, rng=None, dtype=np.floa
     flatten size follows from image_size.
     """
     rng = _as_rng(rng)
-    drop = lambda: [Dropout(dropout, rng=rng)] if dropout > 0 else []  # noqa: E731
+
+    def hidden(n_in, n_out):
+        return [Linear(n_in, n_out, rng=rng, dtype=dtype), ReLU()] + ([Dropout(dropout, rng=rng)] if dropout else [])
+
     pad = 2 if image_size == 28 else 0
     side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
     if side < 1:
@@ -523,9 +526,7 @@ def lenet5(in_channels=1, image_size=28, num_classes=10, rng=None, dtype=np.floa
     return Sequential([
         Conv2D(in_channels, 6, 5, padding=pad, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
         Conv2D(6, 16, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
-        Flatten(),
-        Linear(16 * side * side, 120, rng=rng, dtype=dtype), ReLU(), *drop(),
-        Linear(120, 84, rng=rng, dtype=dtype), ReLU(), *drop(),
+        Flatten(), *hidden(16 * side * side, 120), *hidden(120, 84),
         Linear(84, num_classes, rng=rng, dtype=dtype),
     ])
 

@@ -171,6 +171,9 @@ def test_lenet_shapes_and_parameter_count():
     assert lenet5(image_size=20, num_classes=5, rng=0).forward(np.zeros((1, 1, 20, 20))).shape == (1, 5)
     with pytest.raises(ValueError, match="image_size 12"):
         lenet5(image_size=12)
+    dropped = lenet5(dropout=0.5, rng=0)
+    assert [type(layer).__name__ for layer in dropped.layers[7:]] == [
+        "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
 
 
 def test_lenet_checkpoint_round_trip(tmp_path):
