@@ -40,6 +40,7 @@ test: data
 bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench.bench_mlp
+	$(PY) -m bench.bench_lenet
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
