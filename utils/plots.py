@@ -198,7 +198,7 @@ def plot_predictions(X, y_true, proba, class_names=CLASS_NAMES, cols=4):
     images, n = as_images(X), len(X)
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(3.6 * cols, 1.9 * rows),
-                             gridspec_kw={"width_ratios": [1, 1.5] * cols})
+                             gridspec_kw={"width_ratios": [1, 1.2] * cols})
     axes = axes.reshape(rows, 2 * cols)
     for j in range(rows * cols):
         ax_img, ax_bar = axes[j // cols, 2 * (j % cols)], axes[j // cols, 2 * (j % cols) + 1]
@@ -208,7 +208,7 @@ def plot_predictions(X, y_true, proba, class_names=CLASS_NAMES, cols=4):
         pred = int(proba[j].argmax())
         ax_img.imshow(images[j], cmap="gray_r")
         ax_img.set_xticks([]), ax_img.set_yticks([])
-        ax_img.set_title(f"true: {class_names[y_true[j]]}\npred: {class_names[pred]}", fontsize=8,
+        ax_img.set_title(f"true: {class_names[y_true[j]]}\npred: {class_names[pred]} ({proba[j, pred]:.2f})", fontsize=8,
                          color="black" if pred == y_true[j] else "red")
         colors = ["tab:gray"] * len(class_names)
         if pred != y_true[j]:
@@ -232,7 +232,7 @@ def plot_weight_heatmaps(model):
     for ax, (i, layer) in zip(np.atleast_1d(axes), layers):
         W = layer.params["W"]
         limit = np.abs(W).max()
-        im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"layer {i}: W {W.shape[0]}x{W.shape[1]}")
         ax.set_xlabel("output unit")
         ax.set_ylabel("input unit")
