@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: run test lab bench data venv clean
+.PHONY: run test lab bench bench-pipeline data venv clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench.bench_mlp
 	$(PY) -m bench.bench_lenet
+
+# The 48-point search (1 worker, then all cores) and make run, timed, with peak memory.
+bench-pipeline: data
+	$(PY) -m bench.bench_pipeline
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
