@@ -109,7 +109,9 @@ def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, message):
 def test_killed_worker_resumes_with_the_remaining_points_only(tmp_path):
     space = ["--lr", 0.1, 0.03, 0.01, 0.003, "--hidden-sizes", 64, 32, "--l2-lambda", 1e-4]
     cmd, env = _cli("--study", "killed", "--workers", 1, "--epochs", 3, "--train-size", 3000, *space, log_dir=tmp_path)
-    worker = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = tmp_path / "worker.err"  # a file, not a pipe: a full pipe would stall the worker
+    with errors.open("w") as err:
+        worker = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     journal = tmp_path / "search_killed.journal"
     try:
         deadline = time.monotonic() + 120
@@ -119,7 +121,7 @@ def test_killed_worker_resumes_with_the_remaining_points_only(tmp_path):
                 if len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2:
                     break
             time.sleep(0.02)
-        assert worker.poll() is None, f"the worker ended before it could be killed: {worker.stderr.read()}"
+        assert worker.poll() is None, f"the worker ended before it could be killed: {errors.read_text()}"
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
