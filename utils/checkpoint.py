@@ -30,6 +30,7 @@ def atomic_write(path, mode="wb"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); results are for everyone to read
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
