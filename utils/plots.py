@@ -228,15 +228,18 @@ def plot_weight_heatmaps(model):
     """Every Linear layer's weight matrix W (in x out) as a heatmap, centred on 0."""
     from utils.diagnostics import linear_layers
     layers = linear_layers(model)
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 4.5), layout="constrained")
+    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 4), layout="constrained")
     for ax, (i, layer) in zip(np.atleast_1d(axes), layers):
         W = layer.params["W"]
-        limit = np.abs(W).max()
-        im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+        # The scale ends at the 99.5th percentile of |W|: a few extreme weights would wash out the rest.
+        limit = float(np.quantile(np.abs(W), 0.995))
+        # Large matrices have more cells than the panel has pixels: averaged (antialiased), not sampled.
+        im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                       interpolation="antialiased" if min(W.shape) > 100 else "nearest")
         ax.set_title(f"layer {i}: W {W.shape[0]}x{W.shape[1]}")
         ax.set_xlabel("output unit")
         ax.set_ylabel("input unit")
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.colorbar(im, ax=ax, shrink=0.8, extend="both")
     fig.suptitle("Weights of every Linear layer")
     return fig
 
