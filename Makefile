@@ -46,7 +46,9 @@ bench: data
 bench-pipeline: data
 	$(PY) -m bench.bench_pipeline
 
+# Trusted notebooks render their stored widget views; untrusted ones show them as plain text.
 lab: data
+	$(VENV)/bin/jupyter trust notebooks/*.ipynb
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
