@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from bench.bench_mlp import fashion_mnist
+from bench.bench_mlp import fashion_mnist, train_torch
 
 BATCH_SIZE, LR = 64, 0.05
 
@@ -49,22 +49,7 @@ def run_torch(X, y, X_test, y_test, epochs):
     model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                           nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-    loss_fn = nn.CrossEntropyLoss()
-    X, y = torch.from_numpy(X), torch.from_numpy(y)
-    gen, seconds = torch.Generator().manual_seed(0), []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        order = torch.randperm(len(X), generator=gen)
-        for first in range(0, len(X), BATCH_SIZE):
-            idx = order[first:first + BATCH_SIZE]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(X[idx]), y[idx]).backward()
-            opt.step()
-        seconds.append(time.perf_counter() - start)
-    with torch.no_grad():
-        accuracy = (model(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean()
-    return seconds, float(accuracy)
+    return train_torch(model, X, y, X_test, y_test, epochs, BATCH_SIZE, LR)
 
 
 def worker(name, epochs, n):

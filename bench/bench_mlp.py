@@ -51,15 +51,21 @@ def run_torch(X, y, X_test, y_test, epochs):
     for n_in, n_out in zip(SIZES[:-1], SIZES[1:]):
         layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    return train_torch(model, X, y, X_test, y_test, epochs, BATCH_SIZE, LR)
+
+
+def train_torch(model, X, y, X_test, y_test, epochs, batch_size, lr):
+    """Plain-SGD epochs of a PyTorch model: (seconds per epoch, test accuracy). Shared with bench_lenet."""
+    import torch
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     X, y = torch.from_numpy(X), torch.from_numpy(y)
     gen, seconds = torch.Generator().manual_seed(0), []
     for _ in range(epochs):
         start = time.perf_counter()
         order = torch.randperm(len(X), generator=gen)
-        for first in range(0, len(X), BATCH_SIZE):
-            idx = order[first:first + BATCH_SIZE]
+        for first in range(0, len(X), batch_size):
+            idx = order[first:first + batch_size]
             opt.zero_grad(set_to_none=True)
             loss_fn(model(X[idx]), y[idx]).backward()
             opt.step()
