@@ -102,16 +102,21 @@ def read_idx(source, expected_sha256=None, ndim=None, name=None):
     return X.astype(dtype.newbyteorder("="))
 
 
-def _download(name, folder, verify):
-    """Download <name>.gz into folder, atomically and only once it has been checked."""
-    url, dest = f"{URL}{name}.gz", folder / f"{name}.gz"
+def _fetch(url, dest, hint):
+    """The bytes at url (to be checked, then written to dest), or an OSError that says what to do instead."""
     print(f"downloading {url} -> {dest}", file=sys.stderr)
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
-            data = response.read()
+            return response.read()
     except OSError as e:
-        raise OSError(f"could not download {url} ({e}); install the Debian package "
-                      f"dataset-fashion-mnist or copy the four .gz files into {folder}") from e
+        raise OSError(f"could not download {url} ({e}); {hint}") from e
+
+
+def _download(name, folder, verify):
+    """Download <name>.gz into folder, atomically and only once it has been checked."""
+    url, dest = f"{URL}{name}.gz", folder / f"{name}.gz"
+    data = _fetch(url, dest, "install the Debian package dataset-fashion-mnist or copy the four .gz "
+                             f"files into {folder}")
     read_idx(data, SHA256[name] if verify else None, name=url)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
@@ -353,13 +358,7 @@ def read_cifar10_batch(data, name, verify=True):
 def _download_cifar10(folder, verify):
     """Download the official tarball into folder, atomically and only once its MD5 matches."""
     dest = folder / CIFAR10_TAR
-    print(f"downloading {CIFAR10_URL} -> {dest}", file=sys.stderr)
-    try:
-        with urllib.request.urlopen(CIFAR10_URL, timeout=60) as response:
-            data = response.read()
-    except OSError as e:
-        raise OSError(f"could not download {CIFAR10_URL} ({e}); copy {CIFAR10_TAR} "
-                      f"(or its unpacked {CIFAR10_FOLDER} folder) into {folder}") from e
+    data = _fetch(CIFAR10_URL, dest, f"copy {CIFAR10_TAR} (or its unpacked {CIFAR10_FOLDER} folder) into {folder}")
     _check_md5(data, CIFAR10_URL, verify)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CIFAR10_TAR}.", suffix=".part")
