@@ -216,13 +216,9 @@ def test_bad_settings(make, message):
 
 
 @pytest.fixture(scope="module")
-def small_fashion_images():
+def small_fashion_images(fashion_raw):
     """3,000 training and 1,000 validation images of the real Fashion-MNIST as (N, 1, 28, 28)."""
-    from utils.data import load_fashion_mnist
-    try:
-        (X, y), _ = load_fashion_mnist()
-    except (FileNotFoundError, OSError) as e:
-        pytest.skip(f"Fashion-MNIST is not available here ({e}); run `python -m utils.data`")
+    X, y = fashion_raw
     X = (X[:4000, None].astype(np.float32) / np.float32(255) - np.float32(0.29)) / np.float32(0.35)
     return X[:3000], y[:3000], X[3000:], y[3000:4000]
 

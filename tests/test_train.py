@@ -5,17 +5,13 @@ import pytest
 
 from module import mlp
 from utils.checkpoint import load_model
-from utils.data import load_fashion_mnist
 from utils.train import DEFAULTS, TrainingDiverged, evaluate, hyperparameters, train
 
 
 @pytest.fixture(scope="module")
-def small_fashion():
+def small_fashion(fashion_raw):
     """3,000 training and 1,000 validation images of the real Fashion-MNIST, scaled to [0, 1]."""
-    try:
-        (X, y), _ = load_fashion_mnist()
-    except (FileNotFoundError, OSError) as e:
-        pytest.skip(f"Fashion-MNIST is not available here ({e}); run `python -m utils.data`")
+    X, y = fashion_raw
     X = X.reshape(len(X), -1).astype(np.float32) / np.float32(255)
     return X[:3000], y[:3000], X[3000:4000], y[3000:4000]
 
