@@ -146,7 +146,7 @@ def test_config_round_trip():
 @pytest.mark.parametrize("call, message", [
     (lambda: Linear(4, 3).forward(np.ones((2, 5), np.float32)), r"Linear.*\(N, 4\).*\(2, 5\)"),
     (lambda: Linear(4, 3).forward(np.ones(4, np.float32)), r"Linear.*\(N, 4\).*\(4,\)"),
-    (lambda: mlp([4, 3]).forward(np.full((1, 4), np.nan, np.float32)), "NaN or inf"),
+    (lambda: mlp([4, 3]).predict(np.full((1, 4), np.nan, np.float32)), "predict_proba.*NaN or inf"),
     (lambda: SoftmaxCrossEntropy().forward(np.ones((2, 3)), np.array([0, 3])), r"labels must lie in \[0, 3\)"),
     (lambda: SoftmaxCrossEntropy().forward(np.ones((2, 3)), np.array([0.0, 1.0])), "integer labels"),
     (lambda: SoftmaxCrossEntropy().forward(np.ones((2, 3)), np.array([0])), r"shape \(2,\)"),

@@ -1,5 +1,7 @@
 """Optimisers, L2 regularisation and learning-rate schedules, on small hand-checkable cases."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -67,11 +69,41 @@ def test_l2_penalises_weights_not_biases():
     for g in model.grads.values():
         g[...] = 0
     W = model.params["0.W"].copy()
-    penalty = l2_regularize(model, 0.1)
-    assert penalty == pytest.approx(0.05 * np.sum(W ** 2)) == pytest.approx(l2_penalty(model, 0.1))
+    l2_regularize(model, 0.1)
+    assert l2_penalty(model, 0.1) == pytest.approx(0.05 * np.sum(W ** 2))
     assert np.allclose(model.grads["0.W"], 0.1 * W)
     assert np.all(model.grads["0.b"] == 0)
-    assert l2_regularize(model, 0.0) == 0.0
+    l2_regularize(model, 0.0)
+    assert np.allclose(model.grads["0.W"], 0.1 * W)  # lambda 0 adds nothing
+
+
+def _peak_bytes_of_second_step(make_update, value):
+    """Bytes allocated at the peak of make_update(value)(model), after a first call made the slots."""
+    model = Sequential([Linear(1000, 1000, rng=0)])  # W: 4 MB in float32, 8 MB in float64
+    for g in model.grads.values():
+        g[...] = 1
+    update = make_update(value)
+    update(model)
+    tracemalloc.start()
+    try:
+        update(model)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        assert {a.dtype for a in model.params.values()} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("make_update", [
+    lambda value: lambda model: l2_regularize(model, value),
+    lambda value: SGD(value).step,
+    lambda value: SGD(value, momentum=0.9).step,
+    lambda value: Adam(value).step,
+], ids=["l2", "sgd", "momentum", "adam"])
+def test_numpy_float64_hyperparameters_do_not_upcast_float32_updates(make_update):
+    """An np.float64 lr (from np.logspace, say) must not turn lr * grad into a float64 temporary."""
+    python_float = _peak_bytes_of_second_step(make_update, 1e-3)
+    numpy_float64 = _peak_bytes_of_second_step(make_update, np.float64(1e-3))
+    assert numpy_float64 <= python_float + 1e5, f"{numpy_float64:,} bytes at the peak, {python_float:,} expected"
 
 
 def test_schedules():

@@ -28,14 +28,17 @@ class SGD:
         self.slots = {"velocity": {}}  # per parameter name; saved with a resumable run
 
     def step(self, model):
+        # A Python float scales a float32 array in float32; an np.float64 lr (from np.logspace,
+        # say) would upcast every update to float64.
+        lr = float(self.lr)
         for _, name, p, g in model.parameters():
             if self.momentum == 0:
-                p -= p.dtype.type(self.lr) * g
+                p -= lr * g
                 continue
-            v = self.slots["velocity"].setdefault(name, np.zeros_like(p))
+            v = _slot(self.slots["velocity"], name, p)
             v *= self.momentum
-            v -= p.dtype.type(self.lr) * g
-            p += self.momentum * v - self.lr * g if self.nesterov else v
+            v -= lr * g
+            p += self.momentum * v - lr * g if self.nesterov else v
 
 
 class Adam:
@@ -58,8 +61,7 @@ class Adam:
         # Bias corrections folded into the step size, as in the paper's section 2.
         step = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
         for _, name, p, g in model.parameters():
-            m = self.slots["m"].setdefault(name, np.zeros_like(p))
-            v = self.slots["v"].setdefault(name, np.zeros_like(p))
+            m, v = _slot(self.slots["m"], name, p), _slot(self.slots["v"], name, p)
             m *= self.beta1
             m += (1 - self.beta1) * g
             v *= self.beta2
@@ -70,24 +72,32 @@ class Adam:
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 
-def l2_regularize(model, l2_lambda):
-    """Add the L2 penalty's gradient to every weight gradient and return the penalty.
+def _slot(slots, name, p):
+    """The optimiser's state array for parameter name, created as zeros on first use.
 
-    penalty = l2_lambda / 2 * sum of W**2 over the weights "W" (biases are not penalised);
-    its gradient, l2_lambda * W, is added to grads["W"] in place. Call after backward.
+    Not slots.setdefault(name, np.zeros_like(p)): that would allocate and zero a
+    parameter-sized array on every step, only to throw it away.
+    """
+    if name not in slots:
+        slots[name] = np.zeros_like(p)
+    return slots[name]
+
+
+def l2_regularize(model, l2_lambda):
+    """Add the gradient of the L2 penalty (see l2_penalty), l2_lambda * W, to every grads["W"] in place.
+
+    Biases are not penalised. Call after backward, before the optimiser's step.
     """
     if l2_lambda == 0:
-        return 0.0
-    penalty = 0.0
-    for layer, name, p, g in model.parameters():
+        return
+    for _, name, p, g in model.parameters():
         if name.endswith(".W"):
-            penalty += float(np.vdot(p, p))  # vdot: one BLAS pass, no temporary array
-            g += p.dtype.type(l2_lambda) * p
-    return 0.5 * l2_lambda * penalty
+            g += float(l2_lambda) * p  # a Python float, so float32 stays float32
 
 
 def l2_penalty(model, l2_lambda):
-    """The L2 penalty l2_lambda / 2 * sum W**2 alone, without touching gradients."""
+    """The L2 penalty l2_lambda / 2 * sum of W**2 over the weights "W" (biases are not penalised)."""
+    # vdot: one BLAS pass over each weight array, no temporary W**2 array.
     return 0.5 * l2_lambda * sum(float(np.vdot(p, p)) for _, name, p, _ in model.parameters()
                                  if name.endswith(".W"))
 
