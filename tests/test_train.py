@@ -70,6 +70,27 @@ def test_resume_continues_exactly(toy, tmp_path):
     pd.testing.assert_frame_equal(straight[cols], resumed[cols])
 
 
+def test_augment_sees_every_training_batch_and_resumes_exactly(toy, tmp_path):
+    """augment gets each training batch (never validation data) with the loop's rng, so a
+    resumed run draws the same augmentations as an uninterrupted one."""
+    seen = []
+
+    def noisy(X, rng):
+        seen.append(len(X))
+        return X + rng.normal(0, 0.3, X.shape).astype(X.dtype)
+
+    settings = dict(lr=0.1, batch_size=128, progress=False, augment=noisy)
+    straight = train(mlp([10, 8, 3], rng=1), *toy, num_epochs=4, checkpoint_path=tmp_path / "a" / "b.npz", **settings)
+    assert seen == [128, 128, 128, 16] * 4  # 400 training rows a epoch, in batches of 128
+    train(mlp([10, 8, 3], rng=1), *toy, num_epochs=2, checkpoint_path=tmp_path / "b" / "b.npz", **settings)
+    resumed = train(mlp([10, 8, 3], rng=1), *toy, num_epochs=4, checkpoint_path=tmp_path / "b" / "b.npz",
+                    resume=True, **settings)
+    cols = ["train_loss", "val_loss", "val_acc"]
+    pd.testing.assert_frame_equal(straight[cols], resumed[cols])
+    plain = train(mlp([10, 8, 3], rng=1), *toy, num_epochs=4, lr=0.1, progress=False)
+    assert not np.allclose(plain.train_loss, straight.train_loss)  # the noise really reached the model
+
+
 def test_resume_refuses_other_hyperparameters(toy, tmp_path):
     train(mlp([10, 8, 3], rng=1), *toy, num_epochs=1, progress=False, checkpoint_path=tmp_path / "best.npz")
     with pytest.raises(ValueError, match="other hyperparameters"):

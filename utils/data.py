@@ -232,6 +232,22 @@ def flatten(X):
     return _as_float32(X.reshape(len(X), -1))
 
 
+def random_mirror(X, rng, image_shape=None):
+    """Mirror (left to right) a random half of a batch of images: data augmentation.
+
+    A coat mirrored is still a coat, so the flipped copy is a new training image with the
+    same label. X: images (N, ..., W), or flat rows (N, H * W) with image_shape=(H, W).
+    rng: a np.random.Generator. Returns a new array of X's shape and dtype; X is unchanged.
+    As train(augment=...), for flat Fashion-MNIST rows:
+    ``augment=lambda X, rng: random_mirror(X, rng, (28, 28))``.
+    """
+    images = X if image_shape is None else X.reshape(len(X), *image_shape)
+    flip = rng.random(len(X)) < 0.5
+    out = images.copy()
+    out[flip] = images[flip, ..., ::-1]
+    return out.reshape(X.shape)
+
+
 def stratified_split(X, y, val_size=6000, seed=0):
     """Split off a validation set in which each class keeps its share.
 

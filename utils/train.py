@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from module import SoftmaxCrossEntropy
+from module import SoftmaxCrossEntropy, check_finite
 from utils.checkpoint import load_arrays, load_weights, save_arrays, save_model
-from utils.optim import OPTIMIZERS, l2_regularize, lr_schedule
+from utils.optim import OPTIMIZERS, l2_penalty, l2_regularize, lr_schedule
 
 DEFAULTS = {
     "lr": 0.05,               # learning rate at iteration 0
@@ -75,6 +75,7 @@ def make_optimizer(hp):
 
 def evaluate(model, X, y, batch_size=2048):
     """Mean cross-entropy loss and accuracy of the model on (X, y), in eval mode."""
+    check_finite(X, "evaluate")
     model.eval()
     loss_fn, total_loss, correct = SoftmaxCrossEntropy(), 0.0, 0
     for i in range(0, len(X), batch_size):
@@ -101,7 +102,7 @@ def _check_data(model, X, y, name):
 
 
 def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restore_best=True,
-          resume=False, callback=None, progress=True, metadata=None, **overrides):
+          resume=False, callback=None, augment=None, progress=True, metadata=None, **overrides):
     """Train model on (X_train, y_train) by mini-batch gradient descent; return the history.
 
     X_train: (N, ...) float array, y_train: (N,) integer labels; the same for validation.
@@ -111,9 +112,13 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
     restore_best: put the best weights back into the model at the end.
     callback(history, model): called after every epoch; it may raise to stop training
         (the search raises optuna.TrialPruned).
+    augment(X_batch, rng): returns a changed copy of each training batch (e.g.
+        utils.data.random_mirror); rng is the loop's seeded generator, so a resumed run
+        draws what the uninterrupted one would have drawn.
     metadata: extra JSON-able facts stored in the checkpoint (e.g. the data's mean and std).
     Returns a DataFrame with one row per epoch: epoch, lr, train_loss (data loss),
-    train_total_loss (with the L2 penalty), train_acc, val_loss, val_acc, seconds.
+    train_total_loss (plus the L2 penalty of the weights at the end of the epoch), train_acc,
+    val_loss, val_acc, seconds.
     """
     hp = hyperparameters(**overrides)
     X_train, y_train = _check_data(model, X_train, y_train, "training data")
@@ -137,13 +142,15 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
     for epoch in range(len(history) + 1, hp["num_epochs"] + 1):
         start, it = time.perf_counter(), (epoch - 1) * steps_per_epoch
         model.train()
-        loss_sum, penalty_sum, correct = 0.0, 0.0, 0
+        loss_sum, correct = 0.0, 0
         order = rng.permutation(n)
         # Overflow in a diverging net is caught below by the loss check, with a better message.
         with np.errstate(over="ignore", invalid="ignore"):
             for first in range(0, n, batch_size):
                 idx = order[first:first + batch_size]
                 X, y = X_train[idx], y_train[idx]  # a gather per batch beats shuffling all of X
+                if augment is not None:
+                    X = augment(X, rng)
                 optimizer.lr = schedule(it)
                 logits = model.forward(X)
                 loss = loss_fn.forward(logits, y)
@@ -151,15 +158,14 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
                     bar.close()
                     raise TrainingDiverged(_diverged_message(loss, epoch, it, optimizer.lr, best, checkpoint_path))
                 model.backward(loss_fn.backward(), need_dx=False)
-                penalty = l2_regularize(model, hp["l2_lambda"])
+                l2_regularize(model, hp["l2_lambda"])
                 optimizer.step(model)
                 loss_sum += loss * len(idx)
-                penalty_sum += penalty * len(idx)
                 correct += int((logits.argmax(axis=1) == y).sum())
                 it += 1
         val_loss, val_acc = evaluate(model, X_val, y_val)
         history.append({"epoch": epoch, "lr": optimizer.lr, "train_loss": loss_sum / n,
-                        "train_total_loss": (loss_sum + penalty_sum) / n, "train_acc": correct / n,
+                        "train_total_loss": loss_sum / n + l2_penalty(model, hp["l2_lambda"]), "train_acc": correct / n,
                         "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - start})
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch, "params": {k: v.copy() for k, v in model.params.items()}}
