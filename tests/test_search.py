@@ -153,6 +153,39 @@ def test_two_local_workers_run_each_point_once(tmp_path):
     assert len(table) == 8 and (table.state == "complete").all()
 
 
+def test_pruning_decisions_do_not_depend_on_the_number_of_workers(tmp_path):
+    """The same grid, pruned, with one worker and with two: the same table, trial for trial."""
+    space = {"lr": [0.3, 0.1, 0.03, 0.01, 0.003, 0.001], "hidden_sizes": [[32], [16], [8]], "l2_lambda": [1e-4]}
+    tables = [search.run_search(space, study_name=f"w{n}", log_dir=tmp_path, n_workers=n, prune=True,
+                                train_size=2000, num_epochs=4, progress=False).set_index(["lr", "hidden_sizes"])
+              for n in (1, 2)]
+    columns = ["val_acc", "best_epoch", "epochs", "state"]
+    assert (tables[0].state == "pruned").sum() >= 2  # the yardstick really pruned something
+    pd.testing.assert_frame_equal(tables[0].sort_index()[columns], tables[1].sort_index()[columns])
+
+
+def test_reference_pruner_compares_with_the_first_trials_only():
+    """Trials 0-7 are the yardstick; a finished later trial (8) must not move it, as it would
+    move Optuna's MedianPruner, whose answer then depends on which trials finished first."""
+    study = optuna.create_study(direction="maximize")
+    for acc in [0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85]:  # median at epoch 3: 0.675
+        study.add_trial(optuna.trial.create_trial(value=acc, intermediate_values={1: acc - 0.1, 3: acc}))
+    for _ in range(3):  # much better trials finishing early would lift a "so far" median above 0.70
+        study.add_trial(optuna.trial.create_trial(value=0.95, intermediate_values={3: 0.95}))
+
+    def decision(curve, number=11):
+        trial = optuna.trial.create_trial(state=TrialState.RUNNING, intermediate_values=curve)
+        trial.number = number
+        return search.ReferencePruner(n_reference=8, n_warmup_steps=3).prune(study, trial)
+
+    assert not decision({1: 0.3, 2: 0.5, 3: 0.70})  # above the reference median
+    assert decision({1: 0.3, 2: 0.5, 3: 0.66})       # below it
+    assert not decision({1: 0.3, 2: 0.1})            # epoch 2: still warming up
+    assert not decision({1: 0.1, 2: 0.2, 3: 0.3}, number=5)  # a reference trial is never pruned
+    assert optuna.pruners.MedianPruner(n_warmup_steps=3).prune(study, optuna.trial.create_trial(
+        state=TrialState.RUNNING, intermediate_values={3: 0.70}))  # the "so far" median does prune it
+
+
 def test_points_enqueued_twice_still_run_once(tmp_path):
     """Two processes that enqueue the same missing points at once: the later copies are skipped."""
     space = {"lr": [0.05, 0.01], "hidden_sizes": [[16]], "l2_lambda": [0.0, 1e-3]}

@@ -2,8 +2,9 @@
 
 Every trial builds ``mlp([784, *hidden_sizes, 10], activation)`` and trains it with the
 one training loop (utils.train.train); its score is the best validation accuracy. The
-search is pruned (MedianPruner on the per-epoch validation accuracy), parallel (worker
-processes with one BLAS thread each) and resumable: every trial lives in a storage that
+search is pruned (ReferencePruner: below the median of the first trials at the same epoch,
+the same decisions with any number of workers), parallel (worker processes with one BLAS
+thread each) and resumable: every trial lives in a storage that
 several processes share, so running the same study again continues it.
 
 - Storage: by default a journal file, LOG_DIR / "search_<study>.journal", safe for
@@ -199,8 +200,8 @@ def point_key(params):
 def grid_points(settings):
     """Every point of the grid as encoded trial parameters, in a seeded shuffled order.
 
-    Shuffled so that the first trials spread over the grid: the pruner compares each
-    trial with the median of those before it, which should not all share one lr.
+    Shuffled so that the first trials spread over the grid: the pruner compares every
+    later trial with the median of the first ones, which should not all share one lr.
     """
     names = list(settings["space"])
     grid = itertools.product(*([_encode(n, v) for v in settings["space"][n]] for n in names))
@@ -294,8 +295,7 @@ def _load_study(storage, study_name, settings, worker=0):
     else:  # constant_liar: running trials count as observed, so parallel workers spread out
         sampler = optuna.samplers.TPESampler(seed=settings["seed"] + worker, constant_liar=True,
                                              n_startup_trials=min(10, max(1, settings["n_trials"] // 3)))
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3) if settings["prune"]
-              else optuna.pruners.NopPruner())
+    pruner = ReferencePruner() if settings["prune"] else optuna.pruners.NopPruner()
     return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
 
 
@@ -362,6 +362,50 @@ def _alive(worker):
     except PermissionError:
         pass
     return True
+
+
+class ReferencePruner(optuna.pruners.BasePruner):
+    """Median pruning whose decisions do not depend on the number of workers or their timing.
+
+    Optuna's MedianPruner compares a trial with the trials completed *so far*. With parallel
+    workers that set depends on which trial happened to finish first, so two runs of the same
+    grid prune different points and can crown different winners. Here the yardstick is fixed:
+    the first n_reference trials (by number; grid points are shuffled, so they spread over the
+    grid) always run in full, and a later trial is pruned at epoch e >= n_warmup_steps when its
+    best val_acc so far is below the median of their best val_acc up to epoch e. A trial that
+    reaches that check before the reference trials have finished waits for them.
+    """
+
+    def __init__(self, n_reference=8, n_warmup_steps=3, poll_seconds=0.5):
+        self.n_reference, self.n_warmup_steps, self.poll_seconds = n_reference, n_warmup_steps, poll_seconds
+
+    def prune(self, study, trial):
+        step = trial.last_step
+        if trial.number < self.n_reference or step is None or step < self.n_warmup_steps:
+            return False
+        yardstick = [max(v for s, v in t.intermediate_values.items() if s <= step)
+                     for t in self._reference_trials(study) if min(t.intermediate_values, default=step + 1) <= step]
+        return bool(yardstick) and max(trial.intermediate_values.values()) < float(np.median(yardstick))
+
+    def _reference_trials(self, study):
+        """The finished reference trials, once none is waiting or running any more."""
+        while True:
+            reference = [t for t in study.get_trials(deepcopy=False) if t.number < self.n_reference]
+            if not any(_in_progress(t) for t in reference):
+                return [t for t in reference if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            time.sleep(self.poll_seconds)
+
+
+def _in_progress(trial):
+    """Waiting, or running in a live process (a trial of a killed worker is not waited for)."""
+    if trial.state == TrialState.WAITING:
+        return True
+    if trial.state != TrialState.RUNNING:
+        return False
+    worker = trial.user_attrs.get("worker")
+    if worker:
+        return _alive(worker)
+    return (datetime.now() - trial.datetime_start).total_seconds() < 60  # claimed, tag not yet written
 
 
 def _register(study):
@@ -454,7 +498,7 @@ def _objective(trial, settings, data):
         epoch, val_acc = len(history), float(history.val_acc.iloc[-1])
         trial.report(val_acc, epoch)
         if settings["prune"] and trial.should_prune():
-            raise optuna.TrialPruned(f"val_acc {val_acc:.4f} at epoch {epoch} is below the median")
+            raise optuna.TrialPruned(f"val_acc {val_acc:.4f} at epoch {epoch} is below the reference median")
 
     start = time.perf_counter()
     try:
@@ -553,7 +597,7 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
         with fewer workers than cores: on a busy one, BLAS threads that wait for a core
         spin, and a grid with 1 worker x 2 threads took 9x longer than with 1 x 1 here.
     train_size: stratified subset of the training set per trial (None: all 54,000);
-        num_epochs: epochs per trial; prune: MedianPruner on (default: tpe only);
+        num_epochs: epochs per trial; prune: ReferencePruner on (default: tpe only);
         seed: model initialisation, shuffling, subset and grid order; fixed: other
         hyperparameters held constant, e.g. {"batch_size": 256, "activation": "tanh"}.
         Settings left None come from the study if it exists, else from DEFAULT_SETTINGS;
