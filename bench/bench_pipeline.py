@@ -16,19 +16,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def timed(command):
-    """(seconds, peak RSS in MiB) of command, measured in a fresh process so no earlier run counts."""
+    """(seconds, peak RSS in MiB, output) of command, measured in a fresh process so no earlier run counts."""
     out = subprocess.run([sys.executable, "-m", "bench.bench_pipeline", "--measure", *command],
-                         check=True, capture_output=True, text=True).stdout.split()
-    return float(out[-2]), float(out[-1])
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    seconds, rss = out[-1].split()
+    return float(seconds), float(rss), out[:-1]
 
 
 def measure(command):
-    """Run command; print its seconds and the largest resident set of any of its processes."""
+    """Run command; print its output, then its seconds and the largest resident set of any of its processes."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True)
     print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
@@ -45,15 +47,21 @@ def main():
     if args.search or both:
         for workers in (1, os.cpu_count()):
             with tempfile.TemporaryDirectory() as log_dir:
-                seconds, rss = timed([sys.executable, "-m", "utils.search", "--quiet", "--prune", "--workers", str(workers),
-                                      "--log-dir", log_dir])
+                seconds, rss, _ = timed([sys.executable, "-m", "utils.search", "--quiet", "--prune",
+                                         "--workers", str(workers), "--log-dir", log_dir])
             rows.append((f"48-point grid search, {workers} worker{'s' * (workers > 1)}", seconds, rss))
     if args.run or both:
-        rows.append(("make run (all notebooks)", *timed(["make", "run"])))
+        seconds, rss, output = timed(["make", "run"])
+        # make run prints "== notebooks/<name>.ipynb took <n> s" after each notebook.
+        for line in output:
+            if line.startswith("== ") and line.endswith(" s") and " took " in line:
+                name, took = line[3:].rsplit(" took ", 1)
+                rows.append((f"  {Path(name).stem}", float(took[:-2]), None))
+        rows.append(("make run (all notebooks, with set-up)", seconds, rss))
     print(f"{os.cpu_count()} cores")
     print(f"{'':<40}{'seconds':>9}{'peak RSS MiB':>14}")
     for name, seconds, rss in rows:
-        print(f"{name:<40}{seconds:>9.1f}{rss:>14.0f}")
+        print(f"{name:<40}{seconds:>9.1f}" + (f"{rss:>14.0f}" if rss is not None else ""))
 
 
 if __name__ == "__main__":
