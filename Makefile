@@ -30,7 +30,8 @@ data: venv
 run: data
 	@set -e; for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
-	  $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 "$$nb"; \
+	  $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 \
+	    --ExecutePreprocessor.record_timing=False "$$nb"; \
 	  echo "== $$nb took $$(( $$(date +%s) - start )) s"; \
 	done
 	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils.train; fi
