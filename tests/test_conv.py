@@ -1,4 +1,6 @@
 """Conv2D, MaxPool2D, Flatten and LeNet-5: gradients, reference results, the tie rule, checkpoints, training."""
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -185,6 +187,22 @@ def test_lenet_checkpoint_round_trip(tmp_path):
     assert loaded.config() == model.config()
     assert [type(a) for a in loaded.layers] == [type(b) for b in model.layers]
     np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+
+
+def test_lenet_inference_memory_is_bounded_by_the_chunk_not_the_data_set():
+    """predict and evaluate work in chunks: 2,000 images in chunks of 200 need about two chunks'
+    im2col matrices (the last one's is freed while the next is built), 57 MB, not the whole
+    set's (2,000 x 784 x 25 float32 = 157 MB in the first conv alone; 406 MB in all)."""
+    model = lenet5(rng=0)
+    x, y = np.zeros((2000, 1, 28, 28), dtype=np.float32), np.zeros(2000, dtype=np.int64)
+    for infer in (lambda: model.predict(x, batch_size=200), lambda: evaluate(model, x, y, batch_size=200)):
+        tracemalloc.start()
+        try:
+            infer()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 100e6, f"peak {peak / 1e6:.0f} MB for chunks of 200 images"
 
 
 @pytest.mark.parametrize("make, x, message", [

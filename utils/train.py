@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from module import SoftmaxCrossEntropy, check_finite
+from module import EVAL_BATCH_SIZE, SoftmaxCrossEntropy, check_finite
 from utils.checkpoint import load_arrays, load_weights, save_arrays, save_model
 from utils.optim import OPTIMIZERS, l2_penalty, l2_regularize, lr_schedule
 
@@ -73,7 +73,7 @@ def make_optimizer(hp):
     return OPTIMIZERS["adam"](hp["lr"])
 
 
-def evaluate(model, X, y, batch_size=2048):
+def evaluate(model, X, y, batch_size=EVAL_BATCH_SIZE):
     """Mean cross-entropy loss and accuracy of the model on (X, y), in eval mode."""
     check_finite(X, "evaluate")
     model.eval()
