@@ -94,8 +94,7 @@ def _check_data(model, X, y, name):
                          f"got X {X.shape} and y {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name}: labels must be integers, got dtype {y.dtype}")
-    if not np.isfinite(X).all():
-        raise ValueError(f"{name}: X contains NaN or inf")
+    check_finite(X, name)
     dtype = next(iter(model.params.values())).dtype
     # Converted once here, so no batch is upcast (or copied) inside the loop.
     return np.ascontiguousarray(X, dtype=dtype), y
