@@ -392,4 +392,3 @@ def test_random_mirror_flips_a_random_half_and_keeps_the_input():
     images = X.reshape(200, 1, 2, 3)  # (N, C, H, W): no image_shape needed
     again = data.random_mirror(images, np.random.default_rng(0))
     assert np.array_equal(again.reshape(200, 6), out)  # same rng, same images flipped
-
