@@ -1,15 +1,14 @@
 """Where the project keeps its files.
 
 Every path can be moved with an environment variable, so that the tests can run
-the notebooks against temporary folders without touching tracked files.
+the notebooks against temporary folders without touching tracked files. The
+functions read the environment when called, not once at import, so the order of
+imports and of setting the variables does not matter.
 """
 import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("NN_DATA_DIR", ROOT / "data"))
-LOG_DIR = Path(os.environ.get("NN_LOG_DIR", ROOT / "log"))
-STATIC_DIR = Path(os.environ.get("NN_STATIC_DIR", ROOT / "static"))
 
 
 def log_dir():
@@ -18,8 +17,18 @@ def log_dir():
 
 
 def static_dir():
+    """Where the README's figures go (NN_STATIC_DIR, default static/)."""
     return Path(os.environ.get("NN_STATIC_DIR", ROOT / "static"))
 
 
 def data_dir():
+    """Where downloaded and prepared data sets go (NN_DATA_DIR, default data/)."""
     return Path(os.environ.get("NN_DATA_DIR", ROOT / "data"))
+
+
+def __getattr__(name):
+    """DATA_DIR, LOG_DIR, STATIC_DIR: the old constants, now resolved each time they are read."""
+    getters = {"DATA_DIR": data_dir, "LOG_DIR": log_dir, "STATIC_DIR": static_dir}
+    if name in getters:
+        return getters[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
