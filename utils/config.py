@@ -310,6 +310,20 @@ def parse_assignments(items):
     return out
 
 
+def for_notebook(kind, dataset=None):
+    """The config a notebook runs: kind "mlp", "search" or "lenet5", for the data set named by
+    the environment variable DATASET (fashion_mnist, the default, or cifar10), e.g. configs/mlp_cifar10.toml.
+    """
+    import os
+
+    dataset = dataset or os.environ.get("DATASET", "fashion_mnist")
+    suffix = {"fashion_mnist": "fashion", "cifar10": "cifar10"}.get(dataset)
+    if suffix is None or kind not in ("mlp", "search", "lenet5"):
+        raise ConfigError(f"DATASET must be fashion_mnist or cifar10 and kind mlp, search or lenet5; "
+                          f"got DATASET={dataset!r}, kind={kind!r}")
+    return load_config(f"{kind}_{suffix}")
+
+
 def defaults(section):
     """The default experiment's values for one table, e.g. defaults("train")."""
     return dict(load_config(DEFAULT_EXPERIMENT)[section])
