@@ -45,7 +45,7 @@ def skip_if_unwritten():
     try:
         yield
     except NotImplementedError as e:
-        print(f"not implemented yet: write {e or 'the function above'}, then rerun this cell")
+        print(f"not implemented yet: write {str(e) or 'the function above'}, then rerun this cell")
 
 
 def _call(what, fn, *args):
