@@ -9,7 +9,7 @@
 import numpy as np
 import pandas as pd
 
-from module import ACTIVATIONS, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from module import ACTIVATIONS, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Tanh, evaluating
 
 # A unit is "flat" where its local derivative is below this share of the activation's
 # largest derivative: |tanh| > 0.97 (Karpathy's rule of thumb), sigmoid < 0.015 or > 0.985,
@@ -18,19 +18,12 @@ FLAT = 0.06
 
 
 def relative_slope(layer):
-    """The activation's derivative at its last output, divided by its largest derivative.
+    """The activation's derivative at its last input (its local_grad()), divided by its largest one.
 
     layer: an activation layer after a forward pass. Returns an array shaped like layer.out.
     """
-    out = layer.out
-    if isinstance(layer, ReLU):
-        return (out > 0).astype(out.dtype)
-    if isinstance(layer, LeakyReLU):
-        return np.where(out > 0, 1.0, layer.alpha).astype(out.dtype)
-    if isinstance(layer, Sigmoid):
-        return out * (1 - out) / 0.25
-    if isinstance(layer, Tanh):
-        return 1 - out ** 2
+    if isinstance(layer, Activation):
+        return (layer.local_grad() / layer.max_slope).astype(layer.out.dtype, copy=False)
     raise ValueError(f"relative_slope: expected an activation layer ({', '.join(c.__name__ for c in ACTIVATIONS.values())}), "
                      f"got {layer!r}")
 
@@ -45,13 +38,8 @@ def activation_stats(model, X):
     if not isinstance(X, np.ndarray) or X.ndim != 2 or len(X) == 0:
         raise ValueError(f"activation_stats: expected X of shape (N, features) with N > 0, "
                          f"got {getattr(X, 'shape', type(X).__name__)}")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         model.forward(X)
-    finally:
-        if was_training:
-            model.train()
     rows = []
     for i, layer in enumerate(model.layers):
         if isinstance(layer, tuple(ACTIVATIONS.values())):
