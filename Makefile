@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: run test lab bench bench-pipeline data venv clean
+.PHONY: run test lab bench bench-pipeline data venv clean solutions
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ run: data
 
 test: data
 	$(PY) -m pytest --nbval
+
+# The exercises notebook executed with every blank filled in from notebooks/solutions/ (in memory;
+# the committed notebook, blanks empty, is not changed); fails unless every check says "correct".
+solutions: venv
+	$(PY) -m utils.exercises --solutions notebooks/06_exercises.ipynb
 
 bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt
