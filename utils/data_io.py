@@ -1,0 +1,219 @@
+"""Reading files that may be hostile, at a bounded cost: refuse what is not a regular file,
+cap every size before the bytes are read or decompressed.
+
+The data loaders (utils.data) read IDX, CIFAR-10 and .npz files through these helpers, so a
+FIFO never hangs a read, and a gzip, tar or zip bomb costs at most the size the caller
+expects of a genuine file. Every error names the file and what was expected; the error
+type is the caller's choice (DataFileError by default; a checkpoint reader can pass its own).
+"""
+import os
+import stat
+import struct
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from utils.errors import DataFileError
+
+KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device",
+         stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+
+
+def _kind(mode):
+    return next((name for test, name in KINDS.items() if test(mode)), "not a regular file")
+
+
+def open_regular(path, max_bytes, what, error=DataFileError):
+    """Open path for binary reading if it is a regular file of at most max_bytes bytes.
+
+    what: what the file should be, for the messages (e.g. "an IDX file").
+    Checks with stat before opening (so a FIFO is never opened, never hangs), then again on
+    the open descriptor (so a file swapped in between is caught too).
+    Raises FileNotFoundError if path does not exist, error if it is not a regular file or too large.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file; expected {what}") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{path}: is {_kind(mode)}; expected {what} (a regular file)")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # O_NONBLOCK: opening a FIFO cannot block
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+        f.close()
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: is {_kind(st.st_mode)}; expected {what} (a regular file)")
+        raise error(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} bytes {what} can have")
+    return f
+
+
+def read_regular(path, max_bytes, what, error=DataFileError):
+    """The bytes of path, if it is a regular file of at most max_bytes bytes (see open_regular)."""
+    with open_regular(path, max_bytes, what, error) as f:
+        data = f.read(max_bytes + 1)  # + 1: a file that grew since the check is still caught
+    if len(data) > max_bytes:
+        raise error(f"{path}: more than the {max_bytes:,} bytes {what} can have")
+    return data
+
+
+class Gunzip:
+    """Decompress gzip data on demand, never more than asked for and never more than limit bytes.
+
+    read(n) returns the next n decompressed bytes (fewer only at the end), so a reader can look
+    at a header first and ask for exactly the size it announces: a gzip bomb then costs what the
+    header announces, not what the bomb holds. Several gzip members in a row are one stream, as
+    for gzip.decompress; zero padding after the last one is ignored, anything else is an error.
+    """
+
+    def __init__(self, data, name, limit, error=DataFileError, label="corrupt gzip data"):
+        self.rest, self.name, self.limit, self.error, self.label = data, name, limit, error, label
+        self.produced, self.inflater = 0, zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def read(self, n=-1):
+        n = self.limit + 1 - self.produced if n is None or n < 0 else n
+        out = self._inflate(min(n, self.limit + 1 - self.produced))
+        self.produced += len(out)
+        if self.produced > self.limit:
+            raise self.error(f"{self.name}: decompresses to more than {self.limit:,} bytes, "
+                             f"more than the file can hold")
+        return out
+
+    def _inflate(self, n):
+        out, size = [], 0
+        try:
+            while size < n:
+                if self.inflater.eof:
+                    tail = self.inflater.unused_data.lstrip(b"\0")
+                    if not tail:
+                        break
+                    if tail[:2] != b"\x1f\x8b":
+                        raise self.error(f"{self.name}: {self.label} (trailing garbage after the stream)")
+                    self.rest, self.inflater = tail, zlib.decompressobj(16 + zlib.MAX_WBITS)
+                chunk = self.inflater.decompress(self.rest, n - size)  # n - size > 0: 0 would mean no cap
+                self.rest = self.inflater.unconsumed_tail
+                out.append(chunk)
+                size += len(chunk)
+                if not chunk and not self.rest and not self.inflater.eof:
+                    raise self.error(f"{self.name}: {self.label} (truncated: the stream ends early)")
+        except zlib.error as e:
+            raise self.error(f"{self.name}: {self.label} ({e})") from None
+        return b"".join(out)  # one chunk (the usual case) is returned as is, not copied
+
+
+def read_tar_gz(data, name, wanted, max_unpacked, max_members=64, error=DataFileError):
+    """The members of a tar.gz (bytes) whose base names are keys of wanted, read in memory.
+
+    wanted: {base name: the most bytes that member may have}. Never extracts to disk, so member
+    names cannot write anywhere. The whole archive may unpack to at most max_unpacked bytes and
+    hold at most max_members entries; links, devices and the like are skipped.
+    Returns {base name: bytes} for the wanted members found (the caller says which are missing).
+    """
+    stream = Gunzip(data, name, max_unpacked, error, label="corrupt or truncated tar.gz")
+    found = {}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # "r|": a stream, read once in order
+            for count, member in enumerate(tar, start=1):
+                if count > max_members:
+                    raise error(f"{name}: more than {max_members} entries; expected a few data files")
+                base = Path(member.name).name
+                if not member.isfile() or base not in wanted:
+                    continue
+                if member.size > wanted[base]:
+                    raise error(f"{name}: member {member.name} is {member.size:,} bytes, "
+                                f"more than the {wanted[base]:,} bytes it can have")
+                found[base] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise error(f"{name}: corrupt or truncated tar.gz ({e})") from None
+    return found
+
+
+ZIP_END = struct.Struct("<4s4H2LH")  # end of central directory record, 22 bytes + comment
+
+
+def _check_zip_directory(f, size, path, max_members, error):
+    """Refuse a zip whose central directory is larger than max_members entries could need,
+    before zipfile builds an object for every entry."""
+    f.seek(max(0, size - ZIP_END.size - 0xFFFF))
+    tail = f.read()
+    i = tail.rfind(b"PK\x05\x06")  # the same search zipfile makes
+    if i < 0 or len(tail) - i < ZIP_END.size:
+        raise error(f"{path}: not a zip archive (no end-of-directory record); expected an .npz file")
+    _, _, _, _, entries, dir_size, _, _ = ZIP_END.unpack_from(tail, i)
+    if i >= 20 and tail[i - 20:i - 16] == b"PK\x06\x07":
+        raise error(f"{path}: a ZIP64 archive; expected an .npz of at most {max_members} arrays")
+    if entries > max_members or dir_size > 1024 * max_members:
+        raise error(f"{path}: {entries} entries in a {dir_size:,}-byte directory; expected "
+                    f"an .npz of at most {max_members} arrays")
+    f.seek(0)
+
+
+def _read_member(z, info, path, error):
+    """One .npy member -> array, after checking that its header announces exactly the bytes it holds."""
+    with z.open(info) as m:
+        version = np.lib.format.read_magic(m)
+        if version not in ((1, 0), (2, 0)):
+            raise error(f"{path}: member {info.filename}: .npy format {version}, expected 1.0 or 2.0")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(m)
+        if dtype.hasobject:
+            raise error(f"{path}: member {info.filename} holds Python objects (dtype {dtype}), which "
+                        f"would need pickle; expected numbers or strings")
+        count = int(np.prod(shape, dtype=object))
+        nbytes, left = count * dtype.itemsize, info.file_size - m.tell()
+        if nbytes != left:
+            raise error(f"{path}: member {info.filename}: its header announces shape {shape} of {dtype} "
+                        f"({nbytes:,} bytes) but {left:,} bytes follow")
+        out = np.empty(count, dtype)
+        buffer, pos = out.view(np.uint8) if nbytes else None, 0
+        while pos < nbytes:  # in chunks, as np.load does: no second copy of a large array
+            chunk = m.read(min(1 << 22, nbytes - pos))
+            if not chunk:
+                raise error(f"{path}: member {info.filename} is truncated")
+            buffer[pos:pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            pos += len(chunk)
+        m.read(1)  # reaching the end makes zipfile check the CRC
+    return out.reshape(shape, order="F" if fortran_order else "C")
+
+
+def read_npz(path, max_bytes, max_unpacked, max_members=64, what="an .npz file", error=DataFileError):
+    """Read an .npz archive of arrays, as np.load(path, allow_pickle=False) would, at a bounded cost.
+
+    Refuses, with error naming the file: a non-regular or larger than max_bytes file, more than
+    max_members members, members that are not .npy arrays, encrypted members, compression other
+    than stored or deflated (what np.savez and np.savez_compressed write), arrays of Python
+    objects, a total of more than max_unpacked bytes, and headers that disagree with the data.
+    Returns {name: array}, names without ".npy".
+    """
+    with open_regular(path, max_bytes, what, error) as f:
+        try:
+            _check_zip_directory(f, os.fstat(f.fileno()).st_size, path, max_members, error)
+            arrays, total = {}, 0
+            with zipfile.ZipFile(f) as z:
+                infos = z.infolist()
+                if len(infos) > max_members:
+                    raise error(f"{path}: {len(infos)} members; expected at most {max_members} arrays")
+                for info in infos:
+                    member = f"{path}: member {info.filename!r}"
+                    if not info.filename.endswith(".npy"):
+                        raise error(f"{member} is not a .npy array; expected only arrays")
+                    if info.flag_bits & 0x1:
+                        raise error(f"{member} is encrypted; expected plain arrays")
+                    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                        raise error(f"{member} uses compression method {info.compress_type}; "
+                                    f"expected stored or deflated, as np.savez writes")
+                    total += info.file_size
+                    if total > max_unpacked:
+                        raise error(f"{path}: its members unpack to more than {max_unpacked:,} bytes")
+                    arrays[info.filename.removesuffix(".npy")] = _read_member(z, info, path, error)
+        except error:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+                RuntimeError, struct.error) as e:
+            raise error(f"{path}: not a readable {what} ({e})") from None
+    return arrays
