@@ -5,7 +5,9 @@ import pytest
 
 from module import mlp
 from utils.checkpoint import load_model
-from utils.train import DEFAULTS, TrainingDiverged, evaluate, hyperparameters, train
+from utils.config import defaults
+from utils.errors import CheckpointError, ConfigError
+from utils.train import TrainingDiverged, evaluate, hyperparameters, train
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,8 @@ def test_same_seed_same_history(toy):
 
 
 def test_resume_continues_exactly(toy, tmp_path):
-    settings = dict(lr=0.1, optimizer="adam", progress=False, checkpoint_path=tmp_path / "a" / "best.npz")
+    settings = dict(lr=0.1, optimizer="adam", lr_schedule="step", progress=False,
+                    checkpoint_path=tmp_path / "a" / "best.npz")
     straight = train(mlp([10, 8, 3], rng=1), *toy, num_epochs=5, **settings)
     settings["checkpoint_path"] = tmp_path / "b" / "best.npz"
     model = mlp([10, 8, 3], rng=1)
@@ -70,32 +73,19 @@ def test_resume_continues_exactly(toy, tmp_path):
     pd.testing.assert_frame_equal(straight[cols], resumed[cols])
 
 
-def test_augment_sees_every_training_batch_and_resumes_exactly(toy, tmp_path):
-    """augment gets each training batch (never validation data) with the loop's rng, so a
-    resumed run draws the same augmentations as an uninterrupted one."""
-    seen = []
-
-    def noisy(X, rng):
-        seen.append(len(X))
-        return X + rng.normal(0, 0.3, X.shape).astype(X.dtype)
-
-    settings = dict(lr=0.1, batch_size=128, progress=False, augment=noisy)
-    straight = train(mlp([10, 8, 3], rng=1), *toy, num_epochs=4, checkpoint_path=tmp_path / "a" / "b.npz", **settings)
-    assert seen == [128, 128, 128, 16] * 4  # 400 training rows a epoch, in batches of 128
-    train(mlp([10, 8, 3], rng=1), *toy, num_epochs=2, checkpoint_path=tmp_path / "b" / "b.npz", **settings)
-    resumed = train(mlp([10, 8, 3], rng=1), *toy, num_epochs=4, checkpoint_path=tmp_path / "b" / "b.npz",
-                    resume=True, **settings)
-    cols = ["train_loss", "val_loss", "val_acc"]
-    pd.testing.assert_frame_equal(straight[cols], resumed[cols])
-    plain = train(mlp([10, 8, 3], rng=1), *toy, num_epochs=4, lr=0.1, progress=False)
-    assert not np.allclose(plain.train_loss, straight.train_loss)  # the noise really reached the model
-
-
 def test_resume_refuses_other_hyperparameters(toy, tmp_path):
     train(mlp([10, 8, 3], rng=1), *toy, num_epochs=1, progress=False, checkpoint_path=tmp_path / "best.npz")
     with pytest.raises(ValueError, match="other hyperparameters"):
         train(mlp([10, 8, 3], rng=1), *toy, num_epochs=2, lr=0.3, progress=False, resume=True,
               checkpoint_path=tmp_path / "best.npz")
+
+
+def test_resume_refuses_another_length_under_the_cosine_schedule(toy, tmp_path):
+    """The cosine schedule is stretched over num_epochs: another length would change the finished epochs."""
+    settings = dict(lr_schedule="cosine", progress=False, checkpoint_path=tmp_path / "best.npz")
+    train(mlp([10, 8, 3], rng=1), *toy, num_epochs=2, **settings)
+    with pytest.raises(CheckpointError, match="num_epochs 2; the cosine schedule"):
+        train(mlp([10, 8, 3], rng=1), *toy, num_epochs=4, resume=True, **settings)
 
 
 def test_early_stopping(toy):
@@ -109,7 +99,7 @@ def test_divergence_stops_with_advice_and_keeps_best(toy, tmp_path):
     train(mlp([10, 8, 3], rng=1), *toy, num_epochs=2, progress=False, checkpoint_path=path)
     before = path.read_bytes()
     with pytest.raises(TrainingDiverged, match="lower learning rate"):
-        train(mlp([10, 8, 3], rng=1), toy[0] * 1e3, *toy[1:], num_epochs=5, lr=1e6, progress=False,
+        train(mlp([10, 8, 3], rng=1), toy[0] * 1e6, *toy[1:], num_epochs=5, lr=1000, progress=False,
               checkpoint_path=path)
     assert path.read_bytes() == before
 
@@ -122,16 +112,30 @@ def test_float64_data_is_converted_once(toy):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"lr": -0.1}, "lr must be a positive number"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"num_epochs": 2.5}, "num_epochs must be an integer"),
-    ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adam"),
+    ({"lr": -0.1}, r"lr = -0.1: expected a number in \(0, 1000\]"),
+    ({"lr": "0.1"}, r"lr = '0.1': expected a number"),
+    ({"lr": None}, "lr = None: expected a number"),
+    ({"lr": np.array([0.1, 0.2])}, "lr = array.*expected a number"),
+    ({"lr": float("inf")}, "lr = inf: expected a number"),
+    ({"batch_size": 0}, r"batch_size = 0: expected an integer in \[1, "),
+    ({"batch_size": True}, "batch_size = True: expected an integer"),
+    ({"num_epochs": 2.5}, "num_epochs = 2.5: expected an integer"),
+    ({"optimizer": "rmsprop"}, "optimizer = 'rmsprop': expected one of 'sgd', 'adam'"),
     ({"learning_rate": 0.1}, "unknown hyperparameter 'learning_rate'"),
-    ({"lr_schedule": "warmup"}, "unknown lr schedule"),
+    ({"lr_schedule": "warmup"}, "lr_schedule = 'warmup': expected one of 'constant'"),
     ({"l2": 0.1}, "did you mean 'l2_lambda'"),
+    ({"l2_lambda": float("inf")}, "l2_lambda = inf: expected a number in"),
+    ({"decay_steps": float("nan")}, "decay_steps = nan: expected an integer"),
+    ({"decay_steps": float("inf")}, "decay_steps = inf: expected an integer"),
+    ({"nesterov": "no"}, "nesterov = 'no': expected true or false"),
+    ({"nesterov": True, "momentum": 0.0}, "nesterov=True needs optimizer='sgd' and momentum > 0"),
+    ({"seed": -1}, "seed = -1: expected an integer"),
+    ({"seed": "0"}, "seed = '0': expected an integer"),
+    ({"momentum": 1.0}, r"momentum = 1.0: expected a number in \[0, 1\)"),
+    ({"patience": -1}, "patience = -1: expected an integer"),
 ])
 def test_bad_hyperparameters_fail_before_work(settings, message, toy):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         train(mlp([10, 8, 3], rng=1), *toy, progress=False, **settings)
 
 
@@ -146,5 +150,42 @@ def test_bad_data(X, y, message, toy):
         train(mlp([10, 8, 3], rng=1), X, y, *toy[2:], num_epochs=1, progress=False)
 
 
-def test_defaults_are_valid():
-    assert hyperparameters() == DEFAULTS
+def test_defaults_come_from_the_default_experiment():
+    assert hyperparameters() == {**defaults("train"), "seed": 0}
+    assert hyperparameters(patience=None)["patience"] == 0  # None: early stopping off, as before
+
+
+def test_values_beyond_float32_are_refused_as_data_not_blamed_on_the_lr(toy):
+    X, y, X_val, y_val = toy
+    X = X.astype(np.float64)
+    X[0, 0] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"training data \(as float32\).*NaN or inf"):
+        train(mlp([10, 8, 3], rng=1), X, y, X_val, y_val, num_epochs=1, progress=False)
+
+
+def _resume_file(toy, tmp_path):
+    path = tmp_path / "best.npz"
+    train(mlp([10, 8, 3], rng=1), *toy, num_epochs=2, progress=False, checkpoint_path=path)
+    return path, path.with_name("best.last.npz")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(history=m["history"] * 5), "holds 10 epochs but num_epochs is 2"),
+    (lambda m: m.update(history=[{"epoch": 7}, {"epoch": 1}]), "not one row per epoch"),
+    (lambda m: m.pop("rng"), "'rng' is missing"),
+    (lambda m: m.update(rng={"bit_generator": "nonsense"}), "bad generator or optimiser state"),
+    (lambda m: m.update(best_epoch=9), "best_epoch 9 is outside"),
+    (lambda m: m.update(history="abc"), "'history' is missing or not a list"),
+])
+def test_a_tampered_resume_file_is_refused_before_anything_changes(change, message, toy, tmp_path):
+    from utils.checkpoint import load_arrays, save_arrays
+    _, last = _resume_file(toy, tmp_path)
+    arrays, meta = load_arrays(last)
+    change(meta)
+    meta.pop("format_version")
+    save_arrays(last, arrays, meta)
+    model = mlp([10, 8, 3], rng=3)
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(CheckpointError, match=message):
+        train(model, *toy, num_epochs=2, progress=False, resume=True, checkpoint_path=tmp_path / "best.npz")
+    assert all(np.array_equal(before[k], v) for k, v in model.params.items())

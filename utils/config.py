@@ -90,7 +90,7 @@ SCHEMA = {
         "dropout": _number(0, 1, high_open=True),
     },
     "train": {
-        "lr": _number(0, 10, low_open=True),
+        "lr": _number(0, 1000, low_open=True),
         "num_epochs": _number(1, 10000, integer=True),
         "batch_size": _number(1, 1 << 20, integer=True),
         "l2_lambda": _number(0, 10),
@@ -127,7 +127,7 @@ REQUIRED = {"": {"name", "seed", "checkpoint"}, "data": set(SCHEMA["data"]), "mo
 
 
 def _did_you_mean(key, known):
-    close = difflib.get_close_matches(str(key), known, n=1)
+    close = [k for k in known if k.startswith(str(key))] or difflib.get_close_matches(str(key), known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -145,7 +145,7 @@ def check_value(section, key, value, where="config"):
         raise ConfigError(f"{where}: unknown key {full!r}{_did_you_mean(key, known)}; "
                           f"known in {'the top level' if not section else f'[{section}]'}: {', '.join(known)}")
     if key == "space":
-        return check_space(value, where=where)
+        return value  # checked by check_space once the search mode is known (_check_together)
     try:
         return known[key](value)
     except ValueError as e:
@@ -240,7 +240,9 @@ def load_config(name=DEFAULT_EXPERIMENT, overrides=None):
         (raw.setdefault(section, {}) if section else raw)[leaf] = value
     cfg = {}
     for key, value in raw.items():
-        if isinstance(value, dict) and key in SCHEMA and key:
+        if isinstance(value, dict):
+            if key not in SCHEMA:
+                check_value(key, None, None, where)  # raises "unknown table", with a did-you-mean
             cfg[key] = {k: check_value(key, k, v, where) for k, v in value.items()}
         else:
             cfg[key] = check_value("", key, value, where)

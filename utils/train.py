@@ -1,9 +1,12 @@
 """The one training loop: mini-batch gradient descent with validation, best-weight saving and resume.
 
-Every notebook, the hyperparameter search and the benchmark call ``train``; nothing
-else updates weights.
+Every notebook, the search, the command line and the benchmark call ``train``; nothing else
+updates weights. Its core is ``train_epoch`` (shuffle, then per batch: forward, loss,
+backward, L2, step); ``train`` adds validation, the best weights, checkpoints and resume.
+
+    python -m utils.train                                   # configs/mlp_fashion.toml
+    python -m utils.train --config configs/lenet5_fashion.toml --set num_epochs=2
 """
-import difflib
 import math
 import time
 from pathlib import Path
@@ -13,23 +16,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from module import EVAL_BATCH_SIZE, SoftmaxCrossEntropy, check_finite
+from utils import config
 from utils.checkpoint import load_arrays, load_weights, save_arrays, save_model
+from utils.errors import CheckpointError, ConfigError
 from utils.optim import OPTIMIZERS, l2_penalty, l2_regularize, lr_schedule
-
-DEFAULTS = {
-    "lr": 0.05,               # learning rate at iteration 0
-    "num_epochs": 20,
-    "batch_size": 128,
-    "l2_lambda": 1e-4,        # L2 strength: loss += l2_lambda / 2 * sum(W**2)
-    "optimizer": "sgd",       # "sgd" or "adam"
-    "momentum": 0.9,          # SGD only; 0 is plain SGD
-    "nesterov": False,        # SGD only
-    "lr_schedule": "step",    # constant, step, exponential or cosine
-    "decay_factor": 0.5,      # step / exponential: lr is multiplied by this ...
-    "decay_steps": 2000,      # ... every decay_steps iterations
-    "patience": None,         # stop after this many epochs without a better validation accuracy
-    "seed": 0,                # shuffling order
-}
 
 
 class TrainingDiverged(FloatingPointError):
@@ -37,33 +27,25 @@ class TrainingDiverged(FloatingPointError):
 
 
 def hyperparameters(**overrides):
-    """The training hyperparameters: DEFAULTS updated by overrides, checked before any work starts."""
-    unknown = overrides.keys() - DEFAULTS.keys()
-    if unknown:
-        name = sorted(unknown)[0]
-        close = [k for k in DEFAULTS if k.startswith(name)] or difflib.get_close_matches(name, DEFAULTS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown hyperparameter {name!r}{hint}; known: {', '.join(DEFAULTS)}")
-    hp = {**DEFAULTS, **overrides}
-    checks = [
-        ("lr", hp["lr"] > 0, "a positive number"),
-        ("num_epochs", _is_int(hp["num_epochs"]) and hp["num_epochs"] >= 1, "an integer >= 1"),
-        ("batch_size", _is_int(hp["batch_size"]) and hp["batch_size"] >= 1, "an integer >= 1"),
-        ("l2_lambda", hp["l2_lambda"] >= 0, "a number >= 0"),
-        ("optimizer", hp["optimizer"] in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-        ("momentum", 0 <= hp["momentum"] < 1, "in [0, 1)"),
-        ("patience", hp["patience"] is None or (_is_int(hp["patience"]) and hp["patience"] >= 1),
-         "None or an integer >= 1"),
-    ]
-    for name, ok, expected in checks:
-        if not ok:
-            raise ValueError(f"hyperparameter {name} must be {expected}, got {hp[name]!r}")
-    lr_schedule(hp["lr"], hp["lr_schedule"], hp["decay_factor"], hp["decay_steps"], total_steps=1)
-    return hp
+    """The training hyperparameters: the default experiment's [train] table updated by overrides, all checked.
 
-
-def _is_int(x):
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+    seed (the shuffling order) is accepted too; patience None means 0 (off). Raises ConfigError
+    (a ValueError) naming the hyperparameter, its value and what is expected.
+    """
+    hp = {**config.defaults("train"), "seed": 0, **overrides}
+    if hp["patience"] is None:
+        hp["patience"] = 0
+    checked = {}
+    for name, value in hp.items():
+        section = "" if name == "seed" else "train"
+        if name not in config.SCHEMA[section]:
+            raise ConfigError(f"train(): unknown hyperparameter {name!r}"
+                              f"{config._did_you_mean(name, [*config.SCHEMA['train'], 'seed'])}; "
+                              f"known: {', '.join(config.SCHEMA['train'])}, seed")
+        checked[name] = config.check_value(section, name, value, where="train()")
+    if checked["nesterov"] and (checked["optimizer"] != "sgd" or checked["momentum"] == 0):
+        raise ConfigError("train(): nesterov=True needs optimizer='sgd' and momentum > 0")
+    return checked
 
 
 def make_optimizer(hp):
@@ -74,15 +56,46 @@ def make_optimizer(hp):
 
 
 def evaluate(model, X, y, batch_size=EVAL_BATCH_SIZE):
-    """Mean cross-entropy loss and accuracy of the model on (X, y), in eval mode."""
+    """Mean cross-entropy loss and accuracy of the model on (X, y), in eval mode (the mode is restored)."""
     check_finite(X, "evaluate")
+    was_training = model.training
     model.eval()
     loss_fn, total_loss, correct = SoftmaxCrossEntropy(), 0.0, 0
-    for i in range(0, len(X), batch_size):
-        logits = model.forward(X[i:i + batch_size])
-        total_loss += loss_fn.forward(logits, y[i:i + batch_size]) * len(logits)
-        correct += int((logits.argmax(axis=1) == y[i:i + batch_size]).sum())
+    try:
+        for i in range(0, len(X), batch_size):
+            logits = model.forward(X[i:i + batch_size])
+            total_loss += loss_fn.forward(logits, y[i:i + batch_size]) * len(logits)
+            correct += int((logits.argmax(axis=1) == y[i:i + batch_size]).sum())
+    finally:
+        if was_training:
+            model.train()
     return total_loss / len(X), correct / len(X)
+
+
+def train_epoch(model, X, y, optimizer, schedule, hp, rng, it=0):
+    """One pass over the training data in a fresh random order; returns (mean loss, accuracy, it).
+
+    it: the iteration count at the start (the schedule's clock); the returned one is at the end.
+    """
+    loss_fn, n, batch_size = SoftmaxCrossEntropy(), len(X), hp["batch_size"]
+    loss_sum, correct = 0.0, 0
+    model.train()
+    order = rng.permutation(n)
+    for first in range(0, n, batch_size):
+        idx = order[first:first + batch_size]
+        X_batch, y_batch = X[idx], y[idx]              # a gather per batch beats shuffling all of X
+        optimizer.lr = schedule(it)
+        logits = model.forward(X_batch)                # forward
+        loss = loss_fn.forward(logits, y_batch)        # loss
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"the training loss became {loss} at iteration {it} (lr={optimizer.lr:.3g})")
+        model.backward(loss_fn.backward(), need_dx=False)  # backward: every layer's grads
+        l2_regularize(model, hp["l2_lambda"])          # + l2_lambda * W
+        optimizer.step(model)                          # step
+        loss_sum += loss * len(idx)
+        correct += int((logits.argmax(axis=1) == y_batch).sum())
+        it += 1
+    return loss_sum / n, correct / n, it
 
 
 def _check_data(model, X, y, name):
@@ -94,27 +107,29 @@ def _check_data(model, X, y, name):
                          f"got X {X.shape} and y {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name}: labels must be integers, got dtype {y.dtype}")
-    check_finite(X, name)
     dtype = next(iter(model.params.values())).dtype
-    # Converted once here, so no batch is upcast (or copied) inside the loop.
-    return np.ascontiguousarray(X, dtype=dtype), y
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"{name}: expected real numbers, got dtype {X.dtype}")
+    # Converted once here, so no batch is upcast (or copied) inside the loop; a float64 value
+    # beyond float32's range would become inf, so the check comes after the conversion.
+    with np.errstate(over="ignore"):
+        X = np.ascontiguousarray(X, dtype=dtype)
+    check_finite(X, f"{name} (as {dtype})")
+    return X, y
 
 
 def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restore_best=True,
-          resume=False, callback=None, augment=None, progress=True, metadata=None, **overrides):
+          resume=False, callback=None, progress=True, metadata=None, **overrides):
     """Train model on (X_train, y_train) by mini-batch gradient descent; return the history.
 
     X_train: (N, ...) float array, y_train: (N,) integer labels; the same for validation.
-    overrides: hyperparameters, see DEFAULTS (unknown names and bad values raise ValueError).
+    overrides: hyperparameters, see hyperparameters() (unknown names and bad values raise ConfigError).
     checkpoint_path: where the best weights by validation accuracy are saved (None: kept in
         memory only); beside it, "<name>.last.npz" holds the latest epoch for resume=True.
     restore_best: put the best weights back into the model at the end.
     callback(history, model): called after every epoch; it may raise to stop training
         (the search raises optuna.TrialPruned).
-    augment(X_batch, rng): returns a changed copy of each training batch (e.g.
-        utils.data.random_mirror); rng is the loop's seeded generator, so a resumed run
-        draws what the uninterrupted one would have drawn.
-    metadata: extra JSON-able facts stored in the checkpoint (e.g. the data's mean and std).
+    metadata: extra JSON-able facts stored in the checkpoint (e.g. the experiment, the data's mean and std).
     Returns a DataFrame with one row per epoch: epoch, lr, train_loss (data loss),
     train_total_loss (plus the L2 penalty of the weights at the end of the epoch), train_acc,
     val_loss, val_acc, seconds.
@@ -122,12 +137,10 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
     hp = hyperparameters(**overrides)
     X_train, y_train = _check_data(model, X_train, y_train, "training data")
     X_val, y_val = _check_data(model, X_val, y_val, "validation data")
-    n, batch_size = len(X_train), hp["batch_size"]
-    steps_per_epoch = math.ceil(n / batch_size)
+    steps_per_epoch = math.ceil(len(X_train) / hp["batch_size"])
     schedule = lr_schedule(hp["lr"], hp["lr_schedule"], hp["decay_factor"], hp["decay_steps"],
                            total_steps=steps_per_epoch * hp["num_epochs"])
-    optimizer, loss_fn = make_optimizer(hp), SoftmaxCrossEntropy()
-    rng = np.random.default_rng(hp["seed"])
+    optimizer, rng = make_optimizer(hp), np.random.default_rng(hp["seed"])
     history, best = [], {"val_acc": -1.0, "epoch": 0, "params": None}
     meta = {"hyperparameters": hp, **(metadata or {})}
     last_path = None
@@ -139,32 +152,18 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
 
     bar = tqdm(total=hp["num_epochs"], initial=len(history), desc="epochs", disable=not progress)
     for epoch in range(len(history) + 1, hp["num_epochs"] + 1):
-        start, it = time.perf_counter(), (epoch - 1) * steps_per_epoch
-        model.train()
-        loss_sum, correct = 0.0, 0
-        order = rng.permutation(n)
-        # Overflow in a diverging net is caught below by the loss check, with a better message.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for first in range(0, n, batch_size):
-                idx = order[first:first + batch_size]
-                X, y = X_train[idx], y_train[idx]  # a gather per batch beats shuffling all of X
-                if augment is not None:
-                    X = augment(X, rng)
-                optimizer.lr = schedule(it)
-                logits = model.forward(X)
-                loss = loss_fn.forward(logits, y)
-                if not math.isfinite(loss):
-                    bar.close()
-                    raise TrainingDiverged(_diverged_message(loss, epoch, it, optimizer.lr, best, checkpoint_path))
-                model.backward(loss_fn.backward(), need_dx=False)
-                l2_regularize(model, hp["l2_lambda"])
-                optimizer.step(model)
-                loss_sum += loss * len(idx)
-                correct += int((logits.argmax(axis=1) == y).sum())
-                it += 1
+        start = time.perf_counter()
+        try:
+            # Overflow in a diverging net is caught by the loss check, with a better message.
+            with np.errstate(over="ignore", invalid="ignore"):
+                train_loss, train_acc, _ = train_epoch(model, X_train, y_train, optimizer, schedule, hp, rng,
+                                                       it=(epoch - 1) * steps_per_epoch)
+        except TrainingDiverged as e:
+            bar.close()
+            raise TrainingDiverged(_diverged_message(e, epoch, best, checkpoint_path)) from None
         val_loss, val_acc = evaluate(model, X_val, y_val)
-        history.append({"epoch": epoch, "lr": optimizer.lr, "train_loss": loss_sum / n,
-                        "train_total_loss": loss_sum / n + l2_penalty(model, hp["l2_lambda"]), "train_acc": correct / n,
+        history.append({"epoch": epoch, "lr": optimizer.lr, "train_loss": train_loss,
+                        "train_total_loss": train_loss + l2_penalty(model, hp["l2_lambda"]), "train_acc": train_acc,
                         "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - start})
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch, "params": {k: v.copy() for k, v in model.params.items()}}
@@ -177,79 +176,101 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
         if callback is not None:
             callback(pd.DataFrame(history), model)
         if hp["patience"] and epoch - best["epoch"] >= hp["patience"]:
-            break
+            break  # early stopping
     bar.close()
     if restore_best and best["params"] is not None:
         load_weights(model, best["params"], source="best weights")
     return pd.DataFrame(history)
 
 
-def _diverged_message(loss, epoch, it, lr, best, checkpoint_path):
+def _diverged_message(error, epoch, best, checkpoint_path):
     kept = (f"The best checkpoint {checkpoint_path} (epoch {best['epoch']}, val_acc {best['val_acc']:.4f}) "
             "is unchanged." if checkpoint_path is not None and best["epoch"] else "No checkpoint was written.")
-    return (f"the training loss became {loss} at epoch {epoch}, iteration {it} (lr={lr:.3g}). "
-            f"Try a lower learning rate (e.g. lr/10), a smaller batch-size-to-lr ratio, or a stronger "
-            f"l2_lambda. {kept}")
+    return (f"epoch {epoch}: {error}. Try a lower learning rate (e.g. lr/10) or a smaller l2_lambda, "
+            f"and check that the inputs are standardised. {kept}")
 
 
 def _save_last(model, optimizer, rng, hp, history, best, path):
     """Everything needed to continue after the latest epoch, in one atomic file."""
-    arrays = {f"model/{k}": v for k, v in model.params.items()}
-    for slot, values in optimizer.slots.items():
-        arrays.update({f"optimizer/{slot}/{k}": v for k, v in values.items()})
-    save_arrays(path, arrays, {
-        "hyperparameters": hp, "history": history, "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
-        "rng": rng.bit_generator.state, "optimizer_t": getattr(optimizer, "t", 0)})
+    arrays, scalars = _flat_state(optimizer.state_dict())
+    save_arrays(path, {**{f"model/{k}": v for k, v in model.params.items()},
+                       **{f"optimizer/{k}": v for k, v in arrays.items()}},
+                {"hyperparameters": hp, "history": history, "best_epoch": best["epoch"],
+                 "best_val_acc": best["val_acc"], "rng": rng.bit_generator.state, "optimizer": scalars})
+
+
+def _flat_state(state, prefix=""):
+    """An optimiser's state_dict split into arrays (saved as .npy members) and JSON-able scalars."""
+    arrays, scalars = {}, {}
+    for k, v in state.items():
+        if isinstance(v, dict):
+            a, s = _flat_state(v, f"{prefix}{k}/")
+            arrays.update(a)
+            scalars[k] = s
+        elif isinstance(v, np.ndarray):
+            arrays[f"{prefix}{k}"] = v
+        else:
+            scalars[k] = v
+    return arrays, scalars
+
+
+def _nested_state(scalars, arrays, prefix=""):
+    state = {}
+    for k, v in scalars.items():
+        state[k] = _nested_state(v, arrays, f"{prefix}{k}/") if isinstance(v, dict) else v
+    for key, value in arrays.items():
+        if key.startswith(prefix) and "/" not in key[len(prefix):]:
+            state[key[len(prefix):]] = value
+    return state
 
 
 def _resume(model, optimizer, rng, hp, last_path, best_path):
-    """Restore the state written by _save_last; returns (history, best)."""
+    """Restore the state written by _save_last, checked before anything is changed; returns (history, best)."""
     arrays, meta = load_arrays(last_path)
+    problem = _resume_problem(meta, hp)
+    if problem:
+        raise CheckpointError(f"{last_path}: cannot resume: {problem}; delete the file to start afresh")
     saved = {k: v for k, v in meta["hyperparameters"].items() if k != "num_epochs"}
     if saved != {k: v for k, v in hp.items() if k != "num_epochs"}:
-        raise ValueError(f"{last_path} was written with other hyperparameters ({saved}); "
-                         "resume with the same ones, or delete the file to start afresh")
-    load_weights(model, {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")},
-                 source=str(last_path))
-    for key, value in arrays.items():
-        if key.startswith("optimizer/"):
-            _, slot, name = key.split("/", 2)
-            optimizer.slots[slot][name] = value
-    if hasattr(optimizer, "t"):
-        optimizer.t = meta["optimizer_t"]
-    rng.bit_generator.state = meta["rng"]
+        raise CheckpointError(f"{last_path} was written with other hyperparameters ({saved}); "
+                              "resume with the same ones, or delete the file to start afresh")
+    if hp["lr_schedule"] == "cosine" and meta["hyperparameters"].get("num_epochs") != hp["num_epochs"]:
+        raise CheckpointError(f"{last_path} was written by a run of num_epochs "
+                              f"{meta['hyperparameters'].get('num_epochs')}; the cosine schedule is spread over "
+                              f"num_epochs, so resume with the same number, or delete the file to start afresh")
+    model_arrays = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    optimizer_arrays = {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}
+    fresh_rng = np.random.default_rng()
+    try:
+        fresh_rng.bit_generator.state = meta["rng"]
+        optimizer.load_state_dict(_nested_state(meta["optimizer"], optimizer_arrays), model)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{last_path}: cannot resume: bad generator or optimiser state ({e})") from None
+    load_weights(model, model_arrays, source=str(last_path))
+    rng.bit_generator.state = fresh_rng.bit_generator.state
     best = {"val_acc": meta["best_val_acc"], "epoch": meta["best_epoch"], "params": None}
     if best["epoch"] and best_path.exists():
         best["params"], _ = load_arrays(best_path)
     return meta["history"], best
 
 
-def main():
-    """Train the default MLP on Fashion-MNIST and report its test accuracy (python -m utils.train)."""
-    import argparse
-
-    from module import mlp
-    from utils.data import prepare_fashion_mnist
-    from utils.paths import LOG_DIR
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[256, 128])
-    parser.add_argument("--activation", default="relu")
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["num_epochs"])
-    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    parser.add_argument("--l2-lambda", type=float, default=DEFAULTS["l2_lambda"])
-    parser.add_argument("--checkpoint", default=str(LOG_DIR / "best_model.npz"))
-    args = parser.parse_args()
-    data = prepare_fashion_mnist()
-    model = mlp([data["X_train"].shape[1], *args.hidden_sizes, 10], args.activation, rng=0)
-    history = train(model, data["X_train"], data["y_train"], data["X_val"], data["y_val"],
-                    checkpoint_path=args.checkpoint, num_epochs=args.epochs, lr=args.lr, l2_lambda=args.l2_lambda,
-                    metadata={"mean": data["mean"], "std": data["std"]})
-    print(history.round(4).to_string(index=False))
-    test_loss, test_acc = evaluate(model, data["X_test"], data["y_test"])
-    print(f"best epoch {int(history.val_acc.idxmax()) + 1}: val_acc {history.val_acc.max():.4f}; "
-          f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}")
+def _resume_problem(meta, hp):
+    """What is wrong with a resume file's record, or None."""
+    need = {"hyperparameters": dict, "history": list, "best_epoch": int, "best_val_acc": (int, float),
+            "rng": dict, "optimizer": dict}
+    for key, kind in need.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            return f"{key!r} is missing or not a {kind.__name__ if isinstance(kind, type) else 'number'}"
+    history = meta["history"]
+    if len(history) > hp["num_epochs"]:
+        return f"it holds {len(history)} epochs but num_epochs is {hp['num_epochs']}"
+    if any(not isinstance(row, dict) or row.get("epoch") != i + 1 for i, row in enumerate(history)):
+        return "its history is not one row per epoch 1, 2, ..."
+    if not 0 <= meta["best_epoch"] <= len(history):
+        return f"best_epoch {meta['best_epoch']} is outside the history of {len(history)} epochs"
+    return None
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import train_main
+    train_main()
