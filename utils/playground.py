@@ -198,7 +198,9 @@ class Playground:
         self._set_dropout()
         self.loss_fn, self.optimizer, self._schedule = SoftmaxCrossEntropy(), self._make_optimizer(), self._make_schedule()
         self._rng = np.random.default_rng(s["seed"] + 1)  # shuffling, apart from the initialisation
-        self.steps, self.epoch, self._pos, self.history, self.histograms = 0, 0, 0, [], {}
+        self.steps, self.epoch, self._pos, self.history = 0, 0, 0, []
+        self.model.predict_proba(self.data["X_val"][:1000])  # the initial activations, for the histograms
+        self.histograms = layer_histograms(self.model)
         self.message = ""
         if getattr(self, "view", None) is not None:
             self.view.draw(stats=True)

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from module import Linear
@@ -149,7 +150,7 @@ def _nice_above(x):
 class StatsFigure:
     """Loss and accuracy curves (this run and the archived ones) and per-layer histograms, as PNG.
 
-    Axis limits only grow, in steps (epochs 10, 20, 40, ...), so most frames keep the axes:
+    Axis limits only grow, in steps (epochs 25, 100, 400, ...), so most frames keep the axes:
     then the saved background (axes, ticks, archived runs) is restored and only the moving
     lines are drawn on it (blitting), about 20x faster than drawing the whole figure.
     """
@@ -164,6 +165,8 @@ class StatsFigure:
                                              "hidden activations (validation set)", "log10 |dW| (last step)")):
             ax.set_title(title, fontsize=10)
             ax.tick_params(labelsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.yaxis.set_major_locator(MaxNLocator(4))
         self.ax_loss.set_xlabel("epoch", fontsize=8)
         self.ax_acc.set_xlabel("epoch", fontsize=8)
         self.ax_grad.set_xlim(-8, 0)
@@ -206,16 +209,17 @@ class StatsFigure:
         histories = [pg.history] + [h for _, h in runs_data]
         rows = [r for h in histories for r in h]
         epochs = max([r["epoch"] for r in rows], default=1)
-        xmax = 10 * 2 ** max(0, int(np.ceil(np.log2(max(epochs, 1) / 10))))
-        losses = [r[k] for r in rows for k in ("train_loss", "val_loss") if np.isfinite(r[k])]
-        accs = [r[k] for r in rows for k in ("train_acc", "val_acc")]
-        acc_lo = min(0.9, np.floor(min(accs, default=0.5) * 10) / 10)
+        xmax = 25 * 4 ** max(0, int(np.ceil(np.log(max(epochs, 1) / 25) / np.log(4))))  # 25, 100, 400, ...
+        chance = 1 / pg.sizes[-1]  # before the first epoch: the loss and accuracy of a uniform guess
+        losses = [r[k] for r in rows for k in ("train_loss", "val_loss") if np.isfinite(r[k])] or [-np.log(chance)]
+        accs = [r[k] for r in rows for k in ("train_acc", "val_acc")] or [chance * 0.8]
+        acc_lo = min(0.9, np.floor(min(accs) * 10) / 10)
         act = pg.histograms.get("activations", [])
         act_lo = min((e[0] for _, e, _ in act), default=-1)
         act_hi = max((e[-1] for _, e, _ in act), default=1)
         shares = [sh.max() for key in ("activations", "gradients") for _, _, sh in pg.histograms.get(key, [])]
-        return (xmax, _nice_above(max(losses, default=0.5) * 1.05), acc_lo,
-                float(act_lo), float(act_hi), _nice_above(max(shares, default=0.1) * 1.05))
+        share_hi = next((v for v in (0.25, 0.5) if v >= max(shares, default=0)), 1.0)
+        return (xmax, _nice_above(max(losses) * 1.2), acc_lo, float(act_lo), float(act_hi), share_hi)
 
     def render(self, pg):
         h = pg.history
@@ -233,8 +237,9 @@ class StatsFigure:
         runs_key = (tuple(id(r) for r in pg.runs), pg.label(), tuple(self._hist_lines.get(a, ((),))[0]
                                                                       for a in (self.ax_act, self.ax_grad)))
         old = self._key
-        grow = old is None or old[0] != runs_key or any(a > b for a, b in zip(limits[:2], old[1][:2])) \
-            or limits[2] < old[1][2] or limits[3] < old[1][3] or limits[4] > old[1][4] or limits[5] > old[1][5]
+        if old is not None and old[0] == runs_key:  # the same run: limits only grow
+            limits = tuple(min(a, b) if i in (2, 3) else max(a, b) for i, (a, b) in enumerate(zip(limits, old[1])))
+        grow = old is None or old[0] != runs_key or limits != old[1]
         if grow:  # draw everything but the moving lines, and keep that as the background
             if old is None or old[0][0] != runs_key[0] or old[0][1] != runs_key[1]:
                 self._draw_runs(pg.runs, pg.label())
@@ -288,6 +293,13 @@ class PlaygroundView:
             widgets.VBox([widgets.HBox(list(self.buttons.values())), self.status,
                           widgets.HBox([widgets.VBox([self.caption, self.picture]), self.stats])]),
         ])
+        # CSS classes name the parts for the browser test (tests/test_browser.py) and for styling.
+        for key, w in self.controls.items():
+            w.add_class(f"pg-{key}")
+        for name, w in self.buttons.items():
+            w.add_class("pg-" + name.lower().replace(" ", "-"))
+        for name in ("status", "picture", "stats", "widget"):
+            getattr(self, name).add_class(f"pg-{name}")
         self.update_controls()
         self.draw(stats=True)
 
