@@ -320,75 +320,9 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES):
     return fig
 
 
-# ---- hyperparameter search (notebook 02)
+# ---- hyperparameter search (notebook 02): the plots live with the search's results
 
-def _searched_columns(results):
-    """The hyperparameter columns of a utils.search.results_table: those between "trial" and "val_acc"."""
-    columns = list(results.columns)
-    return columns[columns.index("trial") + 1:columns.index("val_acc")]
-
-
-def plot_search_heatmaps(results, value="val_acc"):
-    """Validation accuracy of a grid search: learning rate x hidden sizes, one heatmap per l2_lambda.
-
-    results: the DataFrame of utils.search.results_table, or its CSV read back. One colour scale
-    for all panels. A pruned trial shows the best accuracy it reached before it was stopped
-    (marked *); a blank cell diverged or failed. If more hyperparameters were searched, each
-    cell shows the best over them.
-    """
-    df = results.dropna(subset=["lr", "l2_lambda"]).astype({"hidden_sizes": str})
-    l2s, lrs = sorted(df["l2_lambda"].unique(), reverse=True), sorted(df["lr"].unique())
-    sizes = sorted(df["hidden_sizes"].unique(), key=lambda s: [-int(n) for n in s.split("-")])  # widest first
-    vmin, vmax = df[value].min(), df[value].max()
-    fig, axes = plt.subplots(1, len(l2s), figsize=(1.2 + 3.4 * len(l2s), 3.9), sharey=True,
-                             squeeze=False, layout="constrained")
-    for i, (ax, l2) in enumerate(zip(axes[0], l2s)):
-        # Best first, so drop_duplicates keeps each cell's best trial.
-        cells = df[df["l2_lambda"] == l2].sort_values(value, ascending=False).drop_duplicates(["lr", "hidden_sizes"])
-        grid = cells.pivot(index="lr", columns="hidden_sizes", values=value).reindex(index=lrs, columns=sizes)
-        state = cells.pivot(index="lr", columns="hidden_sizes", values="state").reindex(index=lrs, columns=sizes)
-        labels = grid.map(lambda v: f"{v:.3f}") + np.where(state == "pruned", "*", "")
-        sns.heatmap(grid, annot=labels, fmt="", vmin=vmin, vmax=vmax, cmap="viridis", cbar=False,
-                    linewidths=0.5, ax=ax, annot_kws={"fontsize": 8})
-        ax.set_yticklabels([f"{lr:g}" for lr in lrs], rotation=0)
-        ax.set_title(f"l2_lambda = {l2:g}")
-        ax.set_xlabel("hidden sizes")
-        ax.set_ylabel("learning rate" if i == 0 else "")
-    fig.colorbar(axes[0, 0].collections[0], ax=axes[0], shrink=0.9, label=f"validation accuracy ({value})")
-    fig.suptitle("Validation accuracy per grid point   (* pruned: best before it was stopped; blank: diverged)")
-    return fig
-
-
-def plot_search_curves(study_or_results, top=5):
-    """Validation accuracy per epoch of the best trials (in colour) and of all the others (grey).
-
-    study_or_results: an Optuna study of utils.search, or its results_table (or the CSV read back).
-    Pruned trials stop early: their grey curves end where the pruner stopped them.
-    """
-    import json
-
-    import pandas as pd
-    results = study_or_results
-    if not isinstance(results, pd.DataFrame):
-        from utils.search import results_table
-        results = results_table(study_or_results)
-    results = results.dropna(subset=["val_acc"]).sort_values("val_acc", ascending=False)
-    names = _searched_columns(results)
-    fig, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
-    for _, row in results.iloc[top:].iterrows():
-        curve = json.loads(row["val_acc_curve"])
-        ax.plot(range(1, len(curve) + 1), curve, color="0.8", lw=0.8, zorder=1)
-    for _, row in results.iloc[:top].iterrows():
-        curve = json.loads(row["val_acc_curve"])
-        label = ", ".join(f"{n}={row[n]:g}" if isinstance(row[n], float) else f"{n}={row[n]}" for n in names)
-        ax.plot(range(1, len(curve) + 1), curve, "o-", ms=3, zorder=2,
-                label=f"{label}: {row['val_acc']:.4f}" + (" (pruned)" if row["state"] == "pruned" else ""))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"Learning curves of the {min(top, len(results))} best trials (grey: the other {max(0, len(results) - top)})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return fig
+from utils.search_results import plot_search_curves, plot_search_heatmaps  # noqa: E402,F401
 
 
 # ---- convolutional networks (notebook 05)

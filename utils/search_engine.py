@@ -1,0 +1,474 @@
+"""The engine of the hyperparameter search: storage, grid queue, pruner, workers and one trial.
+
+One storage path for one machine and for many: Optuna's RDBStorage, on an SQLite file
+(the default, beside the results) or on a PostgreSQL database that several machines share.
+What Optuna does here: transactions (a full disk fails a transaction, it cannot tear a
+file), heartbeats and fail_stale_trials (a killed worker's trial is failed once its
+heartbeat is older than the grace period). What is left to this file:
+
+- The grid as a queue: every grid point is enqueued as a waiting trial and a worker claims
+  one atomically (SQLite: every transaction is BEGIN IMMEDIATE, so two processes cannot
+  both claim one waiting trial). A point whose trial was lost (killed, Ctrl-C, error) is
+  enqueued again; if two processes enqueue a point at once, the earlier trial runs and the
+  later one is skipped ("skipped" user attribute, state FAIL, left out of the results).
+  Optuna's GridSampler hands out points as trials start and never reruns a lost one.
+- ReferencePruner, whose decisions do not depend on the number of workers.
+- Worker processes, started with "spawn" (forking a process whose BLAS threads run can
+  deadlock), each with one BLAS thread, ended with their parent (PR_SET_PDEATHSIG).
+"""
+import ctypes
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import warnings
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import sqlalchemy
+from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
+
+from module import mlp
+from utils.errors import SearchError
+from utils.config import SCHEMA
+from utils.train import TrainingDiverged, train
+
+MODEL_KEYS = ("hidden_sizes", "activation", "dropout")
+TRAIN_KEYS = tuple(k for k in SCHEMA["train"] if k != "num_epochs")  # num_epochs and seed: the search's
+HOLDING = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_ERRORS = 2      # a point whose trial raised this often is not enqueued again
+N_REFERENCE = 8     # the pruner's yardstick: the first 8 points of the shuffled grid
+# A killed worker's trial is failed (and its point enqueued again) once its heartbeat is
+# this old. Short, because a resumed search waits that long for the trials of a killed run.
+HEARTBEAT = {"heartbeat_interval": 2, "grace_period": 10}
+POLL_SECONDS = 1.0
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class _Skip(Exception):
+    """This trial is a duplicate of a grid point, or beyond the trial budget."""
+
+
+# ---------------------------------------------------------------- grid points and parameters
+
+def encode(name, value):
+    """Optuna's categorical choices must be None, bool, int, float or str: [256, 128] -> "256-128"."""
+    return "-".join(map(str, value)) if name == "hidden_sizes" else value
+
+
+def decode(params):
+    """Trial parameters -> hyperparameters: "256-128" -> [256, 128]; the rest unchanged."""
+    return {k: [int(s) for s in v.split("-")] if k == "hidden_sizes" else v for k, v in params.items()}
+
+
+def point_key(params):
+    return json.dumps(params, sort_keys=True)
+
+
+def grid_points(settings):
+    """Every point of the grid as encoded trial parameters, in a seeded shuffled order.
+
+    Shuffled so that the first points, the pruner's yardstick, spread over the grid.
+    """
+    names = list(settings["space"])
+    grid = itertools.product(*([encode(n, v) for v in settings["space"][n]] for n in names))
+    points = [dict(zip(names, values)) for values in grid]
+    order = np.random.default_rng(settings["seed"]).permutation(len(points))
+    return [points[i] for i in order]
+
+
+def _suggest(trial, name, spec):
+    if isinstance(spec, list):
+        return trial.suggest_categorical(name, [encode(name, v) for v in spec])
+    if all(isinstance(x, int) for x in (spec["low"], spec["high"])):
+        return trial.suggest_int(name, spec["low"], spec["high"], log=spec["log"])
+    return trial.suggest_float(name, spec["low"], spec["high"], log=spec["log"])
+
+
+# ---------------------------------------------------------------- storage
+
+def storage_url(storage, folder):
+    """None -> sqlite:///<folder>/search.db; a file path -> its sqlite:/// URL; a URL unchanged."""
+    if storage is None:
+        storage = Path(folder) / "search.db"
+    storage = str(storage)
+    return storage if "://" in storage else f"sqlite:///{Path(storage).resolve()}"
+
+
+def sqlite_path(url):
+    """The file of an sqlite:/// URL, else None."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def masked(url):
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://", 1)[0] + "://..."
+
+
+def make_folder(folder, what):
+    """mkdir -p, or a SearchError that names the regular file standing in the way."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise SearchError(f"cannot use {folder} as the {what}: {blocker} is a regular file, not a folder; "
+                          f"choose another path") from None
+    except OSError as e:
+        raise SearchError(f"cannot create the {what} {folder}: {e.strerror}") from None
+
+
+def _check_sqlite_file(path):
+    make_folder(path.parent, "folder of the search storage")
+    if path.exists():
+        if not path.is_file():
+            raise SearchError(f"the search storage {path} is not a regular file; expected an SQLite database file")
+        with path.open("rb") as f:
+            head = f.read(16)
+        if head and head != SQLITE_MAGIC:
+            raise SearchError(f"the search storage {path} is not an SQLite database (it starts with {head[:8]!r}); "
+                              f"move it away or choose another --storage")
+
+
+def _database_url(url):
+    """postgresql:// means psycopg (3) to SQLAlchemy 2.1; use psycopg2 if that is what is installed."""
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        import importlib.util
+        driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+        return f"postgresql+{driver}://{rest}"
+    return url
+
+
+def _serialise_sqlite(engine):
+    """Every transaction starts with BEGIN IMMEDIATE (the SQLAlchemy recipe for pysqlite).
+
+    pysqlite otherwise begins a transaction only at the first write, so two processes can
+    both read a trial as WAITING and both claim it; Optuna's SELECT ... FOR UPDATE is a
+    no-op on SQLite. BEGIN IMMEDIATE takes the write lock first; others wait (timeout 60 s).
+    """
+    sqlalchemy.event.listen(engine, "connect", lambda dbapi_conn, _: setattr(dbapi_conn, "isolation_level", None))
+    sqlalchemy.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    engine.dispose()  # pooled connections were opened before the listeners
+
+
+def open_storage(url):
+    """Open an sqlite:/// file or a database URL as an RDBStorage with heartbeats; SearchError if impossible."""
+    path = sqlite_path(url)
+    if path is not None:
+        _check_sqlite_file(path)
+        kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgres") else {}
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(_database_url(url), engine_kwargs=kwargs, **HEARTBEAT)
+            if path is not None:
+                _serialise_sqlite(storage.engine)
+            return storage
+        except Exception as e:
+            # Two processes creating the tables of a new database at once can collide; retry.
+            if attempt < 2 and ("already exists" in str(e) or "duplicate key" in str(e)):
+                time.sleep(1 + attempt)
+                continue
+            raise SearchError(f"cannot open the search storage {masked(url)}: {describe(e)}") from None
+
+
+def describe(e):
+    """One line about a storage error; the advice that works for a full disk."""
+    text = f"{type(e).__name__}: {str(getattr(e, 'orig', None) or e).strip().splitlines()[0] if str(e).strip() else ''}"
+    if "full" in text or "No space" in text:
+        text += (" -- the disk is full. The storage is a database, so every finished trial is kept; free some "
+                 "space and run the same command again to resume")
+    return text
+
+
+def storage_errors():
+    """The exception types a storage raises when it cannot be read or written."""
+    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+
+
+# ---------------------------------------------------------------- study and queue
+
+def load_study(storage, study_name, settings, worker=0):
+    if settings["mode"] == "grid":  # every trial is enqueued; the sampler only fills a surplus trial
+        sampler = optuna.samplers.RandomSampler(seed=settings["seed"])
+    else:  # constant_liar: running trials count as observed, so parallel workers spread out
+        sampler = optuna.samplers.TPESampler(seed=settings["seed"] + worker, constant_liar=True,
+                                             n_startup_trials=min(10, max(1, settings["n_trials"] // 3)))
+    pruner = ReferencePruner() if settings["prune"] else optuna.pruners.NopPruner()
+    return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+def open_study(url, study_name, settings, given):
+    """Create the study or join it; enqueue the missing grid points. Returns (study, settings, created).
+
+    settings: checked settings; given: names the caller set. A given setting that differs
+    from the study's raises SearchError.
+    """
+    storage = open_storage(url)
+    try:
+        optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        created = False
+    probe = optuna.load_study(study_name=study_name, storage=storage)
+    if probe.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise SearchError(f"study {study_name!r} in {masked(url)} is not a maximisation; choose another name")
+    stored = probe.user_attrs.get("search")
+    if stored is None:  # new, or its creator has not written it yet: the same command writes the same
+        probe.set_user_attr("search", settings)
+        stored = optuna.load_study(study_name=study_name, storage=storage).user_attrs["search"]
+    for name in given:
+        if settings[name] != stored[name]:
+            raise SearchError(f"study {study_name!r} in {masked(url)} was created with {name}={stored[name]!r}, "
+                              f"not {settings[name]!r}; leave {name} out (or use the same config) to continue it, "
+                              f"or choose another study name or storage")
+    study = load_study(storage, study_name, stored)
+    refill(study, stored)
+    return study, stored, created
+
+
+def reference_points(settings):
+    return {point_key(p) for p in grid_points(settings)[:N_REFERENCE]} if settings["prune"] else set()
+
+
+def fail_lost(study):
+    """Fail the trials of dead workers: stale heartbeats (Optuna), or killed before the first beat."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # A worker's first act in a trial is a heartbeat, then the "worker" tag (see _objective).
+        if "worker" not in t.user_attrs and (datetime.now() - t.datetime_start).total_seconds() > \
+                HEARTBEAT["grace_period"]:
+            try:
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                pass  # another process got there first
+
+
+def refill(study, settings):
+    """Fail lost trials; enqueue every grid point that no trial holds. Returns the trials left to start.
+
+    With pruning, the reference points run first, all of them, so the pruner never waits.
+    """
+    fail_lost(study)
+    trials = study.get_trials(deepcopy=False)
+    holding = [t for t in trials if t.state in HOLDING]
+    if settings["mode"] == "tpe":
+        return settings["n_trials"] - len(holding)
+    held = {t.user_attrs.get("point") for t in holding}
+    errors = Counter(t.user_attrs.get("point") for t in trials if "error" in t.user_attrs)
+    reference = reference_points(settings)
+    finished = {t.user_attrs.get("point") for t in trials if t.state in FINISHED}
+    phase_one = bool(reference - finished)
+    for params in grid_points(settings):
+        key = point_key(params)
+        if key not in held and errors[key] < MAX_ERRORS and (key in reference or not phase_one):
+            study.enqueue_trial(params, user_attrs={"point": key})
+    return sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+class ReferencePruner(optuna.pruners.BasePruner):
+    """Median pruning whose decisions do not depend on the number of workers or their timing.
+
+    Optuna's MedianPruner compares a trial with the trials completed *so far*: with parallel
+    workers that depends on which finished first, so two runs of one grid prune different
+    points. Here the yardstick is fixed: the reference trials (grid: the first N_REFERENCE
+    points of the shuffled grid, which finish before any other point starts; tpe: the first
+    trials) run in full, and a later trial is pruned at epoch e >= n_warmup_steps when its
+    best val_acc so far is below the median of their best val_acc up to epoch e.
+    """
+
+    def __init__(self, n_warmup_steps=2):
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study, trial):
+        step = trial.last_step
+        if trial.user_attrs.get("reference") or step is None or step < self.n_warmup_steps:
+            return False
+        yardstick = [max(v for s, v in t.intermediate_values.items() if s <= step)
+                     for t in study.get_trials(deepcopy=False, states=FINISHED)
+                     if t.user_attrs.get("reference") and min(t.intermediate_values, default=step + 1) <= step]
+        return bool(yardstick) and max(trial.intermediate_values.values()) < float(np.median(yardstick))
+
+
+# ---------------------------------------------------------------- data and one trial
+
+def load_search_data(settings):
+    """(X_train, y_train, X_val, y_val), X flattened; train subsampled to train_size (stratified).
+
+    The data set is the base experiment's (settings["data"]); the validation set is always
+    the full one, so scores are comparable across searches.
+    """
+    from utils.data import stratified_split
+    data = _load_base_data(settings)
+    X, y = data["X_train"].reshape(len(data["X_train"]), -1), data["y_train"]
+    size = settings["train_size"]
+    if size is not None and size > len(X):
+        raise SearchError(f"train_size={size} is larger than the training set ({len(X):,} images); "
+                          f"use at most {len(X)}, or leave it out for all of them")
+    if size is not None and size < len(X):
+        _, _, X, y = stratified_split(X, y, val_size=size, seed=settings["seed"])  # its "val" part is our subset
+    return X, y, data["X_val"].reshape(len(data["X_val"]), -1), data["y_val"]
+
+
+def _load_base_data(settings):
+    """Notebook 01's prepared file if it is this split (fast), else utils.config.load_data."""
+    from utils import data as datasets
+    d = settings.get("data") or {"dataset": "fashion_mnist", "val_size": 6000, "augment": "none"}
+    standard = {"dataset": "fashion_mnist", "val_size": 6000, "augment": "none"}
+    prepared = getattr(datasets, "PREPARED_PATH", None)
+    if d == standard and settings["seed"] == 0 and prepared is not None and Path(prepared).is_file():
+        return datasets.load_prepared(prepared)
+    if not hasattr(datasets, "prepare"):  # TEMPORARY, until utils.data.prepare (used by config.load_data) exists
+        prepare = {"fashion_mnist": datasets.prepare_fashion_mnist, "cifar10": datasets.prepare_cifar10}[d["dataset"]]
+        return prepare(val_size=d["val_size"], seed=settings["seed"])
+    from utils.config import load_data
+    return load_data({"data": d, "seed": settings["seed"], "model": {"builder": "mlp"}})
+
+
+def _skip(trial, reason):
+    trial.set_user_attr("skipped", reason)
+    raise _Skip(reason)
+
+
+def _objective(trial, settings, data):
+    """Train one configuration; returns its best validation accuracy."""
+    trial.study._storage.record_heartbeat(trial._trial_id)  # before the tag: a tagged trial has a heartbeat
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number and t.state in HOLDING]
+    if settings["mode"] == "grid":
+        point = trial.user_attrs.get("point")
+        if point is None:
+            _skip(trial, "no grid point was waiting")
+        twin = next((t.number for t in earlier if t.user_attrs.get("point") == point), None)
+        if twin is not None:
+            _skip(trial, f"duplicate of trial {twin}")
+        reference = point in reference_points(settings)
+    else:
+        if len(earlier) >= settings["n_trials"]:
+            _skip(trial, f"the budget of {settings['n_trials']} trials is used")
+        reference = settings["prune"] and sum(bool(t.user_attrs.get("reference")) for t in earlier) < N_REFERENCE
+    if reference:
+        trial.set_user_attr("reference", True)
+
+    config = {**settings["fixed"],
+              **decode({name: _suggest(trial, name, spec) for name, spec in settings["space"].items()})}
+    X, y, X_val, y_val = data
+    model = mlp([X.shape[1], *config["hidden_sizes"], int(y.max()) + 1], config["activation"], config["dropout"],
+                rng=settings["seed"])
+    last = {"history": pd.DataFrame(columns=["val_acc"])}
+
+    def report(history, _model):
+        last["history"] = history
+        epoch, val_acc = len(history), float(history.val_acc.iloc[-1])
+        trial.report(val_acc, epoch)
+        if settings["prune"] and trial.should_prune():
+            raise optuna.TrialPruned(f"val_acc {val_acc:.4f} at epoch {epoch} is below the reference median")
+
+    start = time.perf_counter()
+    try:
+        train(model, X, y, X_val, y_val, callback=report, progress=False, restore_best=False,
+              num_epochs=settings["num_epochs"], seed=settings["seed"],
+              **{k: v for k, v in config.items() if k in TRAIN_KEYS})
+    except TrainingDiverged as e:
+        trial.set_user_attr("diverged", str(e))
+        raise optuna.TrialPruned(f"diverged: {e}") from None
+    except Exception as e:
+        if not isinstance(e, (optuna.TrialPruned, *storage_errors())):
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
+        raise
+    finally:
+        _record(trial, last["history"], time.perf_counter() - start)
+    return float(last["history"].val_acc.max())
+
+
+def _record(trial, history, seconds):
+    """Per-epoch curves and summary numbers, as user attributes of the trial."""
+    curves = {c: [round(float(v), 5) for v in history[c]]
+              for c in ("val_acc", "val_loss", "train_loss", "train_acc") if c in history}
+    best = int(np.argmax(curves["val_acc"])) if len(history) else None
+    trial.set_user_attr("history", curves)
+    trial.set_user_attr("summary", {
+        "val_acc": None if best is None else curves["val_acc"][best],
+        "val_loss": None if best is None else curves["val_loss"][best],
+        "best_epoch": None if best is None else best + 1, "epochs": len(history), "seconds": round(seconds, 3)})
+
+
+# ---------------------------------------------------------------- workers
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _die_with_parent(parent_pid):
+    """SIGTERM when the parent dies, even by kill -9 (Linux prctl); elsewhere the parent's pid is polled."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def work(url, study_name, worker=0, threads=1, on_trial=None):
+    """One worker: run waiting grid points (or TPE trials) until none is left or running.
+
+    Each worker opens the storage itself and limits its BLAS threads, so that workers share
+    the cores instead of fighting for them. A worker that finds nothing to start waits while
+    other trials run: one of them may be lost (a killed worker) and enqueued again.
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a skipped trial is no cause for a warning
+    storage = open_storage(url)
+    settings = optuna.load_study(study_name=study_name, storage=storage).user_attrs["search"]
+    study = load_study(storage, study_name, settings, worker)
+    data = None
+
+    def after_trial(study, trial):
+        if on_trial is not None:
+            on_trial()
+        if refill(study, settings) <= 0:
+            study.stop()
+
+    with threadpool_limits(limits=threads):
+        while True:
+            if refill(study, settings) > 0:
+                data = data or load_search_data(settings)
+                study.optimize(lambda trial: _objective(trial, settings, data), callbacks=[after_trial],
+                               catch=(_Skip,), gc_after_trial=False)
+            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                time.sleep(POLL_SECONDS)
+                if on_trial is not None:
+                    on_trial()
+            else:
+                return
+
+
+def child_main(url, study_name, worker, threads, parent_pid):
+    """Entry point of a worker process: dies with its parent; a storage error ends it with a message, exit 3."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # the trial ends as failed, so the next run redoes it
+    _die_with_parent(parent_pid)
+    try:
+        work(url, study_name, worker, threads)
+    except SearchError as e:
+        print(f"search worker {worker}: {e}", file=sys.stderr)
+        sys.exit(3)
+    except storage_errors() as e:
+        print(f"search worker {worker}: cannot write the search storage {masked(url)}: {describe(e)}", file=sys.stderr)
+        sys.exit(3)
