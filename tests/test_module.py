@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from module import (LAYERS, Dropout, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax,
-                    SoftmaxCrossEntropy, Tanh, mlp, softmax)
+from module import (LAYERS, Conv2D, Dropout, Flatten, LeakyReLU, Linear, MaxPool2D, ReLU, Sequential, Sigmoid,
+                    Softmax, SoftmaxCrossEntropy, Tanh, evaluating, lenet5, mlp, softmax)
 from utils.gradcheck import check_layer, check_loss
 
 TOL = 1e-6
@@ -157,5 +157,167 @@ def test_config_round_trip():
     (lambda: Sequential.from_config([{"type": "Exec"}]), "unknown layer type 'Exec'"),
 ])
 def test_bad_input_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# One factory per layer type: LAYERS must not grow without its layer being checked here.
+LAYER_CASES = {
+    "Linear": (lambda: Linear(5, 4, rng=1, dtype=np.float64), (3, 5)),
+    "ReLU": (ReLU, (3, 5)),
+    "LeakyReLU": (lambda: LeakyReLU(0.2), (3, 5)),
+    "Sigmoid": (Sigmoid, (3, 5)),
+    "Tanh": (Tanh, (3, 5)),
+    "Softmax": (Softmax, (3, 5)),
+    "Dropout": (lambda: SeededDropout(0.4), (3, 5)),
+    "Conv2D": (lambda: Conv2D(2, 3, 3, stride=2, padding=1, rng=1, dtype=np.float64), (2, 2, 6, 5)),
+    "MaxPool2D": (lambda: MaxPool2D(2), (2, 3, 4, 6)),
+    "Flatten": (Flatten, (2, 3, 4)),
+}
+
+
+def test_every_registered_layer_has_a_gradient_rule_case():
+    assert set(LAYER_CASES) == set(LAYERS)
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_CASES))
+def test_backward_writes_into_the_existing_grads_arrays(name):
+    """The gradient rule: a reference to grads, taken once, holds the latest gradient after every backward."""
+    make, shape = LAYER_CASES[name]
+    layer, twin = make(), make()
+    grads, arrays = layer.grads, dict(layer.grads)
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # two passes with different inputs and output gradients
+        x = rng.standard_normal(shape)
+        dout = rng.standard_normal(layer.forward(x).shape)
+        layer.backward(dout)
+        twin.forward(x)
+        twin.backward(dout)
+    assert layer.grads is grads and all(layer.grads[k] is arrays[k] for k in arrays)
+    for k in layer.params:
+        np.testing.assert_array_equal(arrays[k], twin.grads[k])
+    model = Sequential([make()])
+    model_grads = model.grads
+    for _ in range(2):
+        x = rng.standard_normal(shape)
+        model.backward(rng.standard_normal(model.forward(x).shape))
+    assert all(model_grads[k] is v for k, v in model.grads.items())
+
+
+@pytest.mark.parametrize("make", [ReLU, lambda: LeakyReLU(0.1), Sigmoid, Tanh])
+def test_activation_backward_is_dout_times_local_grad(make):
+    layer = make()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    layer.forward(x)
+    dout = rng.standard_normal((4, 6)).astype(np.float32)
+    dx = layer.backward(dout)
+    np.testing.assert_array_equal(dx, dout * layer.local_grad())
+    assert dx.dtype == np.float32
+    h = 1e-3  # the local gradient is the derivative: compare with central differences in float64
+    x64 = x.astype(np.float64)
+    numeric = (make().forward(x64 + h) - make().forward(x64 - h)) / (2 * h)
+    layer.forward(x64)
+    np.testing.assert_allclose(layer.local_grad(), numeric, atol=1e-5)
+    assert float(np.max(layer.local_grad())) <= layer.max_slope
+
+
+def test_linear_bias_gradient_is_the_column_sum():
+    layer = Linear(4, 3, rng=0, dtype=np.float64)
+    x, dout = np.random.default_rng(1).standard_normal((5, 4)), np.random.default_rng(2).standard_normal((5, 3))
+    layer.forward(x)
+    layer.backward(dout)
+    np.testing.assert_allclose(layer.grads["b"], dout.sum(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(layer.grads["W"], x.T @ dout, rtol=1e-14)
+
+
+def test_evaluating_restores_the_mode_even_after_an_error():
+    model = mlp([4, 3, 2], dropout=0.5, rng=0)
+    with evaluating(model):
+        assert not model.training and not model.layers[2].training
+    assert model.training and model.layers[2].training
+    with pytest.raises(RuntimeError), evaluating(model):
+        raise RuntimeError
+    assert model.training
+    model.eval()
+    with evaluating(model):
+        pass
+    assert not model.training  # a model in eval mode stays in eval mode
+
+
+def test_summary_counts_parameters_and_multiply_adds():
+    model = mlp([784, 512, 256, 10], dropout=0.2, rng=0)
+    rows = model.summary(784)
+    assert [r["output_shape"] for r in rows] == [(512,), (512,), (512,), (256,), (256,), (256,), (10,)]
+    assert sum(r["params"] for r in rows) == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+    assert sum(r["mult_adds"] for r in rows) == 784 * 512 + 512 * 256 + 256 * 10
+    assert "total" in repr(rows) and "535,818" in str(rows)
+    lenet = lenet5(rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    lenet.forward(x)
+    cached = [layer.out for layer in lenet.layers]
+    rng_state = lenet.layers[0].params["W"].copy()
+    rows = lenet.summary((1, 28, 28))
+    assert sum(r["params"] for r in rows) == 61706
+    assert rows[0]["output_shape"] == (6, 28, 28) and rows[0]["mult_adds"] == 6 * 25 * 28 * 28
+    assert rows[3]["mult_adds"] == 16 * 6 * 25 * 10 * 10
+    assert all(layer.out is out for layer, out in zip(lenet.layers, cached))  # the plots' cached state is kept
+    np.testing.assert_array_equal(lenet.layers[0].params["W"], rng_state)
+    with pytest.raises(ValueError, match=r"Conv2D.*\(N, C, H, W\)"):
+        lenet.summary(784)
+
+
+def test_summary_draws_no_random_numbers():
+    a, b = mlp([6, 5, 3], dropout=0.5, rng=0), mlp([6, 5, 3], dropout=0.5, rng=0)
+    a.summary(6)
+    x = np.ones((4, 6), np.float32)
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))  # the Dropout generators are in step
+
+
+def test_param_shapes_match_the_built_model():
+    for model in (mlp([7, 5, 3], "tanh", dropout=0.1, rng=0), lenet5(in_channels=3, image_size=32, rng=0)):
+        shapes = Sequential.param_shapes_of(model.config())
+        assert shapes == {k: v.shape for k, v in model.params.items()}
+
+
+BAD_ARGUMENTS = [
+    (lambda: mlp([784, 2.7, 10]), r"mlp: sizes\[1\] must be an integer >= 1, got 2.7"),
+    (lambda: mlp([784, "8", 10]), r"sizes\[1\] must be an integer >= 1, got '8'"),
+    (lambda: mlp([784, True, 10]), r"sizes\[1\] must be an integer >= 1, got True"),
+    (lambda: mlp([784, 0, 10]), r"sizes\[1\] must be an integer >= 1, got 0"),
+    (lambda: mlp("784"), "sizes must be a list of integers"),
+    (lambda: mlp([784, 10], dropout=-0.1), r"mlp: dropout must be in \[0, 1\).*-0.1"),
+    (lambda: mlp([784, 10], dropout=float("nan")), r"dropout must be in \[0, 1\).*nan"),
+    (lambda: mlp([784, 10], dropout="0.2"), r"dropout must be in \[0, 1\).*'0.2'"),
+    (lambda: mlp([784, 10], activation=["relu"]), "unknown activation"),
+    (lambda: mlp([784, 10], rng=1.5), "mlp: rng must be a numpy Generator, None or an integer seed >= 0, got 1.5"),
+    (lambda: mlp([784, 10], rng=-1), "rng must be .* got -1"),
+    (lambda: mlp([784, 10], dtype=np.int32), "dtype must be float32 or float64"),
+    (lambda: mlp([784, 10], dtype="float16"), "dtype must be float32 or float64, got 'float16'"),
+    (lambda: lenet5(in_channels=0), "lenet5: in_channels must be an integer >= 1, got 0"),
+    (lambda: lenet5(image_size=28.0), "lenet5: image_size must be an integer >= 1, got 28.0"),
+    (lambda: lenet5(num_classes=True), "num_classes must be an integer >= 1, got True"),
+    (lambda: lenet5(dropout=1.0), r"lenet5: dropout must be in \[0, 1\)"),
+    (lambda: Linear(4.0, 3), "Linear: in_features must be an integer >= 1, got 4.0"),
+    (lambda: Linear(4, -3), "Linear: out_features must be an integer >= 1, got -3"),
+    (lambda: Linear(4, 3, init=None), "Linear: init must be 'he' or 'glorot', got None"),
+    (lambda: LeakyReLU(float("inf")), r"LeakyReLU: alpha must be in \[0, 1\).*inf"),
+    (lambda: Dropout("0.5"), r"Dropout: p must be in \[0, 1\).*'0.5'"),
+    (lambda: Dropout(0.5, rng="seed"), "Dropout: rng must be"),
+    (lambda: Conv2D(1, 6, 5, padding=True), "Conv2D: padding must be an integer >= 0, got True"),
+    (lambda: MaxPool2D(2, stride=1.5), "MaxPool2D: stride must be an integer >= 1, got 1.5"),
+    (lambda: Sequential.from_config({"type": "Linear"}), "expected a list of layer dicts, got dict"),
+    (lambda: Sequential.from_config(["Linear"]), "layer 0: expected a dict with a 'type' key, got str"),
+    (lambda: Sequential.from_config([{"type": ["Linear"]}]), r"unknown layer type \['Linear'\]"),
+    (lambda: Sequential.from_config([{"type": "ReLU", "inplace": True}]), r"layer 0 \(ReLU\): unknown arguments \['inplace'\]"),
+    (lambda: Sequential.from_config([{"type": "Linear", "in_features": 3}]), r"layer 0 \(Linear\): bad arguments"),
+    (lambda: Sequential.from_config([{"type": "Linear", "in_features": "3", "out_features": 2}]),
+     "in_features must be an integer >= 1, got '3'"),
+    (lambda: mlp([4, 3]).summary((1, 0)), "summary: input_shape must be an integer >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("call, message", BAD_ARGUMENTS, ids=[m[:40] for _, m in BAD_ARGUMENTS])
+def test_bad_arguments_name_the_parameter_and_the_value(call, message):
     with pytest.raises(ValueError, match=message):
         call()
