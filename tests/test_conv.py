@@ -249,3 +249,19 @@ def test_lenet_learns_fashion_mnist(small_fashion_images, tmp_path):
     assert history.train_loss.iloc[-1] < history.train_loss.iloc[0]
     loaded, _ = load_model(tmp_path / "lenet.npz")
     assert evaluate(loaded, *small_fashion_images[2:])[1] == history.val_acc.max()
+
+
+def test_lenet_grads_references_stay_valid_across_steps():
+    """The gradient rule for a whole conv net: grads taken once hold the gradient of the latest batch."""
+    model, twin = lenet5(rng=0), lenet5(rng=0)
+    grads = model.grads
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+        dout = rng.standard_normal((3, 10)).astype(np.float32)
+        for m in (model, twin):
+            m.forward(x)
+            m.backward(dout)
+    for name, g in grads.items():
+        assert g is model.grads[name]
+        np.testing.assert_array_equal(g, twin.grads[name])
