@@ -143,3 +143,15 @@ def test_build_model_sizes_the_model_from_the_data(name, image_shape, first):
     model = build_model(load_config(name), image_shape=image_shape, num_classes=10)
     assert repr(model.layers[0]).startswith(first)
     assert model.layers[-1].params["W"].shape[-1] == 10
+
+
+def test_notebooks_pick_their_config_by_data_set_and_take_quick_overrides(monkeypatch):
+    from utils.config import for_notebook
+    monkeypatch.setenv("DATASET", "cifar10")
+    monkeypatch.setenv("NN_SET", "train.num_epochs=1 search.train_size=2000")
+    assert for_notebook("mlp")["name"] == "mlp_cifar10" and for_notebook("mlp")["train"]["num_epochs"] == 1
+    assert "search" not in for_notebook("lenet5")
+    assert for_notebook("search")["search"]["train_size"] == 2000
+    monkeypatch.setenv("DATASET", "mnist")
+    with pytest.raises(ConfigError, match="DATASET must be fashion_mnist or cifar10"):
+        for_notebook("mlp")

@@ -315,15 +315,24 @@ def parse_assignments(items):
 def for_notebook(kind, dataset=None):
     """The config a notebook runs: kind "mlp", "search" or "lenet5", for the data set named by
     the environment variable DATASET (fashion_mnist, the default, or cifar10), e.g. configs/mlp_cifar10.toml.
+
+    The environment variable NN_SET changes it for a quick trial run without editing a file,
+    e.g. NN_SET="train.num_epochs=1 search.train_size=2000"; keys of a table the config does not
+    have (search.* for an experiment) are left out.
     """
     import os
+    import shlex
 
     dataset = dataset or os.environ.get("DATASET", "fashion_mnist")
     suffix = {"fashion_mnist": "fashion", "cifar10": "cifar10"}.get(dataset)
     if suffix is None or kind not in ("mlp", "search", "lenet5"):
         raise ConfigError(f"DATASET must be fashion_mnist or cifar10 and kind mlp, search or lenet5; "
                           f"got DATASET={dataset!r}, kind={kind!r}")
-    return load_config(f"{kind}_{suffix}")
+    name = f"{kind}_{suffix}"
+    overrides = parse_assignments(shlex.split(os.environ.get("NN_SET", "")))
+    if kind != "search":
+        overrides = {k: v for k, v in overrides.items() if not k.startswith("search.")}
+    return load_config(name, overrides)
 
 
 def defaults(section):
