@@ -55,7 +55,8 @@ def open_regular(path, max_bytes, what, error=DataFileError):
 def read_regular(path, max_bytes, what, error=DataFileError):
     """The bytes of path, if it is a regular file of at most max_bytes bytes (see open_regular)."""
     with open_regular(path, max_bytes, what, error) as f:
-        data = f.read(max_bytes + 1)  # + 1: a file that grew since the check is still caught
+        # read(n) allocates n bytes up front: ask for the size stat gave, + 1 to catch a file that grew.
+        data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
     if len(data) > max_bytes:
         raise error(f"{path}: more than the {max_bytes:,} bytes {what} can have")
     return data
@@ -215,5 +216,5 @@ def read_npz(path, max_bytes, max_unpacked, max_members=64, what="an .npz file",
             raise
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
                 RuntimeError, struct.error) as e:
-            raise error(f"{path}: not a readable {what} ({e})") from None
+            raise error(f"{path}: unreadable ({e}); expected {what}") from None
     return arrays
