@@ -137,7 +137,7 @@ def load_arrays(path, expected_shapes=None):
             meta = _parse_meta(_read_npy(archive, members.pop(META_KEY), path, META_KEY), path)
             shapes = expected_shapes(meta) if expected_shapes else None
             if shapes is not None and shapes.keys() != members.keys():
-                raise CheckpointError(f"{path}: the arrays do not match the architecture: missing "
+                raise CheckpointError(f"{path}: refused to load: the arrays do not match the architecture: missing "
                                       f"{sorted(shapes.keys() - members.keys())}, unexpected "
                                       f"{sorted(members.keys() - shapes.keys())}")
             arrays = {name: _read_npy(archive, info, path, name, shapes and shapes[name])
