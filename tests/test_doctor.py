@@ -1,5 +1,8 @@
 """The doctor, utils.diagnostics.diagnose: each finding triggers on a planted broken set-up, and a
 healthy network (and a healthy history) gets "nothing wrong found"."""
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,3 +122,40 @@ def test_findings_are_ranked_root_cause_first(data):
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"diagnose: expected X with N > 0 rows"):
         diagnose(healthy(), np.zeros((3, D)), np.zeros(2, dtype=int))
+
+
+# ---------------------------------------------------------------- the sanity checks (utils/sanity.py)
+
+def test_initial_loss_is_ln_c_when_the_logits_are_equal(data):
+    from utils.sanity import initial_loss, zero_weights
+    result = initial_loss(zero_weights(healthy()), *data)
+    assert result.loss == pytest.approx(np.log(C)) and result.chance == pytest.approx(np.log(C))
+    assert "ln(C) = 1.386" in str(result)
+
+
+def test_network_gradient_check_passes_and_sees_a_wrong_l2_gradient(data, monkeypatch):
+    import utils.sanity
+    from utils.optim import l2_regularize
+    X, y = data
+    model = mlp([D, 8, C], dropout=0.5, rng=0)  # dropout is switched off by the check
+    for lam in (0.0, 0.1):
+        errors = utils.sanity.network_gradient_check(model, X[:5], y[:5], l2_lambda=lam)
+        assert list(errors.parameter) == ["0.W", "0.b", "3.W", "3.b"] and errors.rel_error.max() < 1e-6, errors
+    monkeypatch.setattr(utils.sanity, "l2_regularize", lambda net, lam: l2_regularize(net, 2 * lam))
+    errors = utils.sanity.network_gradient_check(model, X[:5], y[:5], l2_lambda=0.1).set_index("parameter")
+    assert errors.loc["0.W", "rel_error"] > 1e-2 and errors.loc["0.b", "rel_error"] < 1e-6
+
+
+def test_overfit_and_lr_range_test_leave_the_model_alone(data):
+    from utils.sanity import lr_range_test, overfit_subset, plot_lr_range, suggest_lr
+    model = healthy()
+    before = {k: v.copy() for k, v in model.params.items()}
+    fit = overfit_subset(model, *data, n=50, batch_size=10)
+    assert fit.accuracy.iloc[-1] == 1.0 and len(fit) < 100
+    table = lr_range_test(model, *data, batch_size=32, num_iters=200)
+    assert len(table) < 200  # the loss blew up before lr_max: the test stopped
+    assert table.lr.is_monotonic_increasing and table.lr.iloc[0] == pytest.approx(1e-5)
+    suggested, at_minimum = suggest_lr(table)
+    assert suggested == pytest.approx(at_minimum / 10) and 1e-4 < at_minimum < 10
+    plt.close(plot_lr_range(table))
+    assert all(np.array_equal(before[k], v) for k, v in model.params.items())

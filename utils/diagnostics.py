@@ -294,13 +294,13 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
         s["update_ratio_min"], s["update_ratio_max"] = min(ratios.values()), max(ratios.values())
         high, low = max(ratios, key=ratios.get), min(ratios, key=ratios.get)
         if ratios[high] > DOCTOR["ratio_high"]:
-            add("the learning rate is too high", f"one step changes {high} by {ratios[high]:.2g} of its norm "
-                f"(lr {lr:g}); about 1e-3 is healthy, up to ~0.1 in the first steps", "steps that large overshoot: the "
+            add("the learning rate is too high", f"update-to-weight ratio lr * |dW| / |W| = {ratios[high]:.2g} "
+                f"for {high} (lr {lr:g}); about 1e-3 is healthy, up to ~0.1 in the first steps", "steps that large overshoot: the "
                 "loss oscillates, explodes to NaN or kills ReLU units", f"divide the learning rate by "
                 f"{ratios[high] / 0.03:.0f} or so; run a learning-rate range test (utils.sanity.lr_range_test)", 3)
         elif ratios[low] < DOCTOR["ratio_low"]:
-            add("the learning rate is too low", f"one step changes {low} by {ratios[low]:.2g} of its norm "
-                f"(lr {lr:g}); about 1e-3 is healthy", "the weights barely move: training crawls",
+            add("the learning rate is too low", f"update-to-weight ratio lr * |dW| / |W| = {ratios[low]:.2g} "
+                f"for {low} (lr {lr:g}); about 1e-3 is healthy", "the weights barely move: training crawls",
                 "raise the learning rate; run a learning-rate range test (utils.sanity.lr_range_test)", 1)
 
     # Can it overfit one small batch? If not, no amount of data or epochs will help.
