@@ -17,6 +17,7 @@ import re
 import stat
 import tempfile
 import time
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -36,7 +37,8 @@ STALE_SECONDS = 60              # a temporary file this old, whose writer is gon
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # What a damaged or hostile archive makes zipfile and numpy raise, besides MemoryError.
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, ValueError, TypeError, KeyError, IndexError,
-                NotImplementedError, RuntimeError, OverflowError, UnicodeError, SyntaxError, RecursionError)
+                NotImplementedError, RuntimeError, OverflowError, UnicodeError, SyntaxError, RecursionError,
+                tokenize.TokenError)  # numpy parses a .npy header's dict with the tokenizer
 
 
 @contextlib.contextmanager
