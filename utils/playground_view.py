@@ -268,9 +268,12 @@ class PlaygroundView:
         for key, (kind, description, options) in CONTROLS.items():
             if key in SLIDER_CHOICES:
                 options = {"options": choices(SLIDER_CHOICES[key], pg.settings[key])}
-            w = kind(value=pg.settings[key], description=description, style={"description_width": "120px"},
-                     layout=widgets.Layout(width="330px"), continuous_update=False, **options) \
-                if kind is not widgets.Checkbox else kind(value=pg.settings[key], description=description, **options)
+            if kind is widgets.Checkbox:
+                w = kind(value=pg.settings[key], description=description, **options)
+            else:  # sliders send their value when released, not at every pixel of a drag
+                extra = {} if kind is widgets.Dropdown else {"continuous_update": False}
+                w = kind(value=pg.settings[key], description=description, style={"description_width": "120px"},
+                         layout=widgets.Layout(width="330px"), **extra, **options)
             w.observe(self._on_change, "value")
             self.controls[key] = w
         self.buttons = {name: widgets.Button(description=name, icon=icon, layout=widgets.Layout(width="80px"))
@@ -339,13 +342,14 @@ class PlaygroundView:
 
     def update_status(self):
         pg, last = self.pg, (self.pg.history[-1] if self.pg.history else None)
-        parts = [f"epoch {pg.epoch}", f"step {pg.steps}", f"lr {pg.optimizer.lr:.3g}",
+        lr = f"lr {pg.settings['lr']:g}" + ("" if pg.settings["lr_schedule"] == "constant" else f" (now {pg.optimizer.lr:.3g})")
+        parts = [f"epoch {pg.epoch}", f"step {pg.steps}", lr,
                  f"batch size {pg.settings['batch_size']}"]
         if last:
             parts += [f"training loss {last['train_loss']:.3f}, accuracy {last['train_acc']:.3f}",
                       f"validation loss {last['val_loss']:.3f}, accuracy {last['val_acc']:.3f}"]
         text = " · ".join(parts) + ("" if not pg.message else f"<br><b style='color:#b00'>{pg.message}</b>")
-        self.status.value = f"<span class='pg-status'>{text}</span>"
+        self.status.value = f"<span class='pg-status-text'>{text}</span>"
 
     def picture_png(self):
         pg = self.pg

@@ -177,7 +177,7 @@ class TrainingPanel:
             text = "next run: " + ", ".join(f"{k}={v}" for k, v in used.items())
         except ValueError as e:
             text = f"<b style='color:#b00'>{e}</b>"
-        self.status.value = f"<span class='train-status'>{text}{extra}</span>"
+        self.status.value = f"<span class='tp-status-text'>{text}{extra}</span>"
 
     def _on_click(self):
         try:
