@@ -19,7 +19,8 @@ def softmax_cross_entropy(logits, y):
 
 def l2_regularization(params, l2_lambda):
     weights = {k: v for k, v in params.items() if k.endswith(".W")}
-    return l2_lambda / 2 * sum(float(np.sum(W ** 2)) for W in weights.values()), {k: l2_lambda * W for k, W in weights.items()}
+    penalty = l2_lambda / 2 * sum(float(np.sum(W ** 2)) for W in weights.values())
+    return penalty, {k: l2_lambda * W for k, W in weights.items()}
 
 
 def sgd_momentum(w, dw, v, lr, momentum):
@@ -134,6 +135,11 @@ def flipped_forward(self, x):
 
 
 SUM_W = lambda params: sum(float(np.sum(v ** 2)) for k, v in params.items() if k.endswith(".W"))  # noqa: E731
+SUM_ALL = lambda params: sum(float(np.sum(v ** 2)) for v in params.values())  # noqa: E731
+
+
+def weights_times(params, factor):
+    return {k: factor * v for k, v in params.items() if k.endswith(".W")}
 
 BUGS = {
     "linear-dW-divided-by-N": (check_layer, layer(module.Linear, backward=linear_backward(
@@ -146,7 +152,8 @@ BUGS = {
                              ["grads['b']", "not summed over the batch"]),
     "linear-dx-sign": (check_layer, layer(module.Linear, backward=linear_backward(dx=lambda d, W: -d @ W.T)),
                        ["dx", "sign error"]),
-    "linear-no-bias": (check_layer, layer(module.Linear, forward=lambda self, x: (setattr(self, "x", x), x @ self.params["W"])[1]),
+    "linear-no-bias": (check_layer, layer(module.Linear, forward=lambda self, x: (
+        setattr(self, "x", x), x @ self.params["W"])[1]),
                        ["forward", "bias is missing"]),
     "linear-updates-weights": (check_layer, layer(module.Linear, backward=lambda self, d, need_dx=True: (
         module.Linear.backward(self, d), self.params["W"].__isub__(0.1 * self.grads["W"]))[0]),
@@ -169,7 +176,8 @@ BUGS = {
         ["grads['b']", "wrong axes"]),
     "im2col-no-padding": (check_im2col, lambda x, k, s, p: reference_im2col(x, k, s, 0), ["not padded"]),
     "im2col-channel-last": (check_im2col, lambda x, k, s, p: reference_im2col(x, k, s, p).reshape(
-        -1, x.shape[1], k, k).transpose(0, 2, 3, 1).reshape(-1, x.shape[1] * k * k), ["(kernel row, kernel column, channel)"]),
+        -1, x.shape[1], k, k).transpose(0, 2, 3, 1).reshape(-1, x.shape[1] * k * k),
+        ["(kernel row, kernel column, channel)"]),
     "loss-summed": (check_loss, loss_with(loss=lambda p, y, n: -np.log(p[np.arange(n), y]).sum()),
                     ["the loss", "N = 6 times too large"]),
     "loss-grad-not-divided": (check_loss, loss_with(grad=lambda p, onehot, n: p - onehot),
@@ -177,13 +185,13 @@ BUGS = {
     "loss-grad-no-onehot": (check_loss, loss_with(grad=lambda p, onehot, n: p / n), ["dlogits", "not subtracted"]),
     "loss-grad-sign": (check_loss, loss_with(grad=lambda p, onehot, n: (onehot - p) / n), ["dlogits", "sign error"]),
     "loss-no-max-shift": (check_loss, loss_with(shift=False), ["near 1000", "max-shift", "overflow"]),
-    "l2-on-biases": (check_l2, l2_with(penalty=lambda ps, lam: lam / 2 * sum(float(np.sum(v ** 2)) for v in ps.values())),
+    "l2-on-biases": (check_l2, l2_with(penalty=lambda ps, lam: lam / 2 * SUM_ALL(ps)),
                      ["penalty", "applied to biases"]),
     "l2-bias-gradient": (check_l2, l2_with(grad=lambda ps, lam: {k: lam * v for k, v in ps.items()}),
                          ["grads['0.b']", "applied to biases"]),
-    "l2-grad-2-lambda": (check_l2, l2_with(grad=lambda ps, lam: {k: 2 * lam * v for k, v in ps.items() if k.endswith(".W")}),
+    "l2-grad-2-lambda": (check_l2, l2_with(grad=lambda ps, lam: weights_times(ps, 2 * lam)),
                          ["grads['0.W']", "2x too large", "l2_lambda * W"]),
-    "l2-grad-half-lambda": (check_l2, l2_with(grad=lambda ps, lam: {k: lam / 2 * v for k, v in ps.items() if k.endswith(".W")}),
+    "l2-grad-half-lambda": (check_l2, l2_with(grad=lambda ps, lam: weights_times(ps, lam / 2)),
                             ["grads['0.W']", "missing its factor"]),
     "l2-penalty-no-half": (check_l2, l2_with(penalty=lambda ps, lam: lam * SUM_W(ps)), ["penalty", "factor 1/2"]),
     "momentum-sign": (check_update, momentum(lambda w, dw, v, lr, m: (w + (m * v + lr * dw), m * v + lr * dw)),
@@ -201,7 +209,8 @@ BUGS = {
     "search-zip": (check_search_loop, buggy_search(order=lambda r: sorted(r, key=lambda x: -x["val_acc"])),
                    ["zip", "itertools.product"]),
     "search-worst-first": (check_search_loop, buggy_search(
-        order=lambda r: sorted(r, key=lambda x: x["val_acc"]), pairs=itertools.product), ["worst first", "reverse=True"]),
+        order=lambda r: sorted(r, key=lambda x: x["val_acc"]), pairs=itertools.product),
+        ["worst first", "reverse=True"]),
 }
 
 
@@ -250,3 +259,13 @@ def test_a_crash_in_student_code_is_reported_with_the_blank_it_came_from():
 
     with pytest.raises(AssertionError, match=r"Linear.forward raised ValueError.*shape"):
         check_layer(Linear)
+
+
+def test_an_instance_is_checked_at_its_own_sizes_and_kind_names_the_reference(capsys):
+    check_layer(module.Linear(7, 2))
+    check_layer(module.Conv2D(1, 4, 5, stride=2, padding=2))
+    check_layer(module.MaxPool2D(3))
+    check_layer(type("MyDense", (module.Linear,), {}), kind="Linear")
+    assert capsys.readouterr().out.count("correct: ") == 4
+    with pytest.raises(ValueError, match="kind='Linear'"):
+        check_layer(type("MyDense", (module.Linear,), {}))

@@ -80,7 +80,8 @@ PLANTED = {
     "zero init": (lambda X, y: (zeroed(healthy()), X, y, {}), "weights initialised to zero"),
     "huge weights": (lambda X, y: (scaled(healthy(), 10), X, y, {}), "the loss is far above chance"),
     "NaN weights": (lambda X, y: (scaled(healthy(), np.nan), X, y, {}), "the loss is NaN or inf"),
-    "one class": (lambda X, y: (with_bias(healthy(), 4, 100.0, unit=2), X, y, {}), "all predictions are the same class"),
+    "one class": (lambda X, y: (with_bias(healthy(), 4, 100.0, unit=2), X, y, {}),
+                  "all predictions are the same class"),
     "dead relu": (lambda X, y: (with_bias(healthy(), 0, -100.0), X, y, {}), "dead ReLU units in layer 1"),
     "saturated sigmoid": (lambda X, y: (scaled(healthy("sigmoid"), 10), X, y, {}), "saturated Sigmoid units"),
     "saturated tanh": (lambda X, y: (scaled(healthy("tanh"), 10), X, y, {}), "saturated Tanh units"),
@@ -94,7 +95,8 @@ PLANTED = {
         {"lr": 0.05, "train_loss": [1.0, 0.8, 3.0], "val_loss": [1.0, 0.9, 3.1], "val_acc": [0.5, 0.6, 0.55]})}),
         "the training loss is exploding"),
     "stuck history": (lambda X, y: (healthy(), X, y, {"history": pd.DataFrame(
-        {"lr": 0.05, "train_loss": [1.39, 1.38, 1.38], "val_loss": [1.39, 1.39, 1.39], "val_acc": [0.25, 0.26, 0.25]})}),
+        {"lr": 0.05, "train_loss": [1.39, 1.38, 1.38], "val_loss": [1.39, 1.39, 1.39],
+         "val_acc": [0.25, 0.26, 0.25]})}),
         "validation accuracy is stuck at chance"),
 }
 

@@ -116,20 +116,28 @@ def _correct(err, label):
 
 # ---------------------------------------------------------------- layers
 
-def _layer_cases(name, rng):
-    """[(reference layer, input)] for the layer called name: small float64 shapes, N = 4."""
+def _layer_cases(name, rng, like=None):
+    """[(reference layer, constructor arguments, input)] for the layer called name: float64, N = 4.
+
+    like: the student's instance, whose sizes (and stride, padding, kernel_size) the reference copies.
+    """
+    W = like.params.get("W") if like is not None and isinstance(getattr(like, "params", None), dict) else None
     if name == "Linear":
-        ref = module.Linear(5, 3, rng=rng, dtype=np.float64)
-        return [(ref, [5, 3], rng.standard_normal((4, 5)))]
+        d, m = np.shape(W) if W is not None and np.ndim(W) == 2 else (5, 3)
+        return [(module.Linear(d, m, rng=rng, dtype=np.float64), [d, m], rng.standard_normal((4, d)))]
     if name in ("ReLU", "Sigmoid", "Tanh"):
         return [(getattr(module, name)(), [], 2 * rng.standard_normal((4, 5)))]
-    if name == "MaxPool2D":  # ties: small integers, so windows hold equal maxima
-        return [(module.MaxPool2D(2), [2], rng.standard_normal((4, 3, 4, 4))),
-                (module.MaxPool2D(2), [2], rng.integers(0, 3, (4, 3, 4, 4)).astype(np.float64))]
+    if name == "MaxPool2D":  # the second input has ties: small integers, so windows hold equal maxima
+        k = getattr(like, "kernel_size", getattr(like, "k", 2))
+        return [(module.MaxPool2D(k), [k], rng.standard_normal((4, 3, 2 * k, 2 * k))),
+                (module.MaxPool2D(k), [k], rng.integers(0, 3, (4, 3, 2 * k, 2 * k)).astype(np.float64))]
     if name == "Conv2D":
-        return [(module.Conv2D(2, 3, 3, stride=s, padding=p, rng=rng, dtype=np.float64), [2, 3, 3, s, p],
-                 rng.standard_normal((4, 2, 6, 6))) for s, p in ((1, 1), (2, 0))]
-    raise ValueError(f"check_layer knows Linear, ReLU, Sigmoid, Tanh, MaxPool2D and Conv2D, not {name!r}")
+        f, c, k = np.shape(W)[:3] if W is not None and np.ndim(W) == 4 else (3, 2, 3)
+        settings = ((1, 1), (2, 0)) if like is None else ((getattr(like, "stride", 1), getattr(like, "padding", 0)),)
+        return [(module.Conv2D(c, f, k, stride=s, padding=p, rng=rng, dtype=np.float64), [c, f, k, s, p],
+                 rng.standard_normal((4, c, k + 3, k + 3))) for s, p in settings]
+    raise ValueError(f"check_layer knows Linear, ReLU, Sigmoid, Tanh, MaxPool2D and Conv2D, not {name!r}; "
+                     "name the one to compare with: check_layer(layer, kind='Linear')")
 
 
 def _forward_mistakes(name, ref, x, out):
@@ -141,7 +149,8 @@ def _forward_mistakes(name, ref, x, out):
     if name == "Sigmoid":
         return [(1 / (1 + np.exp(x)), "a sign error inside exp: sigmoid(x) = 1 / (1 + exp(-x))")]
     if name == "Conv2D":
-        flipped = module.Conv2D(2, 3, 3, ref.stride, ref.padding, dtype=np.float64)
+        flipped = module.Conv2D(ref.in_channels, ref.out_channels, ref.kernel_size, ref.stride, ref.padding,
+                                dtype=np.float64)
         flipped.params = {"W": ref.params["W"][..., ::-1, ::-1].copy(), "b": ref.params["b"]}
         return [(flipped.forward(x), "the kernel is flipped: deep-learning 'convolution' is cross-correlation, "
                  "multiply the window by W as it is"), (out - ref.params["b"][:, None, None], "the bias is missing")]
@@ -188,6 +197,7 @@ def _backward_mistakes(name, ref, x, dout, key):
 def _one_max_per_window(dx, x, dout, k):
     """True when every window passes its dout to exactly one of its maxima (any tie-break is fine)."""
     n, c, h, w = x.shape
+    dx = np.asarray(dx, dtype=np.float64)
     win = lambda a: a.reshape(n, c, h // k, k, w // k, k).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, -1)
     xw, dw = win(x), win(dx)
     at_max = xw == xw.max(axis=-1, keepdims=True)
@@ -196,18 +206,19 @@ def _one_max_per_window(dx, x, dout, k):
 
 
 @_checker
-def check_layer(layer, seed=0):
-    """Check a layer class (or instance) against module.py's layer of the same name.
+def check_layer(layer, kind=None, seed=0):
+    """Check a layer class (or instance) against module.py's layer of the same name (or kind).
 
-    layer: the class (built here with the arguments the exercise gives) or an instance.
-    Checks forward, then backward: dx and every grads[k], and that backward leaves the
-    weights alone. Prints "correct: ..." or raises AssertionError with the likely cause.
+    layer: the class (built here with the arguments the exercise gives) or an instance (its
+    weights are replaced by the check's random ones). Checks forward, then backward: dx and
+    every grads[k], and that backward leaves the weights alone. Prints "correct: ..." or
+    raises AssertionError with the likely cause.
     """
     cls = layer if isinstance(layer, type) else type(layer)
-    name = cls.__name__
+    name = kind or cls.__name__
     rng = np.random.default_rng(seed)
     errors, checked = [], []
-    for ref, args, x in _layer_cases(name, rng):
+    for ref, args, x in _layer_cases(name, rng, None if isinstance(layer, type) else layer):
         if ref.params:  # non-zero biases: a backward that ignores them cannot pass
             ref.params["b"][:] = rng.standard_normal(ref.params["b"].shape)
         student = cls(*args) if isinstance(layer, type) else layer
@@ -228,7 +239,7 @@ def check_layer(layer, seed=0):
             if not np.array_equal(before[k], student.params[k]):
                 raise AssertionError(f"{name}.backward changed self.params[{k!r}]. Likely cause: an update inside "
                                      "backward; backward only writes self.grads, the optimiser updates the weights")
-        if name == "MaxPool2D" and dx is not None and np.shape(dx) == x.shape and _one_max_per_window(dx, x, dout, 2):
+        if name == "MaxPool2D" and np.shape(dx) == x.shape and _one_max_per_window(dx, x, dout, ref.kernel_size):
             want_dx = np.asarray(dx, dtype=np.float64)  # another tie-break than the reference's: also right
         errors.append(compare(f"{name}.backward: the returned dx", dx, want_dx, n=len(x),
                               extra=_backward_mistakes(name, ref, x, dout, "x")))

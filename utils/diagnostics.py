@@ -202,7 +202,8 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
     """
     X, y = np.asarray(X), np.asarray(y)
     if len(X) == 0 or len(X) != len(y):
-        raise ValueError(f"diagnose: expected X with N > 0 rows and labels y of shape (N,), got {X.shape} and {y.shape}")
+        raise ValueError(f"diagnose: expected X with N > 0 rows and labels y of shape (N,), "
+                         f"got {X.shape} and {y.shape}")
     if lr is None:
         lr = float(history["lr"].iloc[0]) if history is not None and len(history) and "lr" in history else DOCTOR["lr"]
     rng = np.random.default_rng(seed)
@@ -295,7 +296,8 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
         high, low = max(ratios, key=ratios.get), min(ratios, key=ratios.get)
         if ratios[high] > DOCTOR["ratio_high"]:
             add("the learning rate is too high", f"update-to-weight ratio lr * |dW| / |W| = {ratios[high]:.2g} "
-                f"for {high} (lr {lr:g}); about 1e-3 is healthy, up to ~0.1 in the first steps", "steps that large overshoot: the "
+                f"for {high} (lr {lr:g}); about 1e-3 is healthy, up to ~0.1 in the first steps",
+                "steps that large overshoot: the "
                 "loss oscillates, explodes to NaN or kills ReLU units", f"divide the learning rate by "
                 f"{ratios[high] / 0.03:.0f} or so; run a learning-rate range test (utils.sanity.lr_range_test)", 3)
         elif ratios[low] < DOCTOR["ratio_low"]:
