@@ -193,3 +193,12 @@ def test_short_training_runs(tmp_path):
     history = train(mlp([3072, 64, 10], "leaky_relu", rng=0), *flat, num_epochs=6, optimizer="adam", lr=1e-3,
                     batch_size=32, progress=False)
     assert history.val_acc.max() > 0.5
+
+
+def test_prepare_names_cifar10_and_its_classes(tmp_path):
+    write_folder(tmp_path, tiny_cifar())
+    d = data.prepare("cifar10", val_size=50, flat=False, data_dir=tmp_path, verify=False)
+    assert d["dataset"] == "cifar10" and d["image_shape"] == (3, 32, 32) and d["num_classes"] == 10
+    assert d["class_names"] == CIFAR10_CLASSES and d["X_train"].shape == (150, 3, 32, 32)
+    with pytest.raises(ValueError, match="val_size must be between 1 and 199, got 5000"):  # CIFAR-10's default
+        data.prepare("cifar10", data_dir=tmp_path, verify=False)

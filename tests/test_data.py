@@ -392,3 +392,39 @@ def test_random_mirror_flips_a_random_half_and_keeps_the_input():
     images = X.reshape(200, 1, 2, 3)  # (N, C, H, W): no image_shape needed
     again = data.random_mirror(images, np.random.default_rng(0))
     assert np.array_equal(again.reshape(200, 6), out)  # same rng, same images flipped
+
+
+# ---- one prepare() for any data set; paths read when used
+
+
+def test_prepare_describes_the_data_set_and_round_trips_as_notebook_01_checks(tmp_path):
+    write_tiny_set(tmp_path, n_train=60)
+    d = data.prepare("fashion_mnist", val_size=20, data_dir=tmp_path, verify=False)
+    assert d["dataset"] == "fashion_mnist" and d["image_shape"] == (1, 28, 28) and d["num_classes"] == 10
+    assert d["class_names"] == CLASS_NAMES and d["X_train"].shape == (40, 784)
+    same = prepare_fashion_mnist(val_size=20, data_dir=tmp_path, verify=False)
+    assert all(np.array_equal(same[k], d[k]) for k in d)
+    reloaded = load_prepared(save_prepared(d, tmp_path / "p.npz"))
+    assert reloaded.keys() == d.keys() and all(np.array_equal(reloaded[k], d[k]) for k in d)
+    assert reloaded["image_shape"] == (1, 28, 28) and reloaded["class_names"] == CLASS_NAMES
+
+
+def test_paths_follow_the_environment_when_read(tmp_path, monkeypatch):
+    from utils import paths
+    monkeypatch.setenv("NN_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("NN_LOG_DIR", str(tmp_path / "l"))
+    assert paths.DATA_DIR == paths.data_dir() == tmp_path / "d" and paths.LOG_DIR == tmp_path / "l"
+    assert data.PREPARED_PATH == tmp_path / "d" / "fashion_mnist_prepared.npz"
+    assert data.prepared_path("cifar10") == tmp_path / "d" / "cifar10_prepared.npz"
+    assert data.CIFAR10_DIR == data.cifar10_dir() == tmp_path / "d" / "cifar10"
+    with pytest.raises(FileNotFoundError, match="d/fashion_mnist_prepared.npz not found"):
+        load_prepared()  # the default path is read now, not at import
+
+
+def test_mirror_and_random_mirror_flip_the_same_way():
+    X = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)  # 4 flat 2x3 images
+    flipped = data.mirror(X, (1, 2, 3))
+    assert np.array_equal(flipped.reshape(4, 2, 3), X.reshape(4, 2, 3)[..., ::-1])
+    everything = data.random_mirror(np.repeat(X, 50, axis=0), np.random.default_rng(0), image_shape=(2, 3))
+    changed = (everything != np.repeat(X, 50, axis=0)).any(axis=1)
+    assert np.array_equal(everything[changed], np.repeat(flipped, 50, axis=0)[changed])
