@@ -452,9 +452,9 @@ class Sequential(Layer):
         layers = []
         for i, (kind, args) in enumerate(_layer_specs(config)):
             accepts = inspect.signature(kind).parameters
-            args.update({k: v for k, v in (("rng", rng), ("dtype", dtype)) if k in accepts})
+            shared = {k: v for k, v in (("rng", rng), ("dtype", dtype)) if k in accepts}
             try:
-                layers.append(kind(**args))
+                layers.append(kind(**args, **shared))
             except TypeError as e:
                 raise ValueError(f"layer {i} ({kind.__name__}): bad arguments {args}: {e}") from None
         return cls(layers)
