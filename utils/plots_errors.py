@@ -85,8 +85,8 @@ def plot_predictions(X, y_true, proba, class_names=CLASS_NAMES, cols=4, image_sh
             continue
         pred = int(proba[j].argmax())
         show_image(ax_img, images[j])
-        ax_img.set_title(f"true: {class_names[y_true[j]]}\npred: {class_names[pred]} ({proba[j, pred]:.2f})", fontsize=8,
-                         color="black" if pred == y_true[j] else "red")
+        ax_img.set_title(f"true: {class_names[y_true[j]]}\npred: {class_names[pred]} ({proba[j, pred]:.2f})",
+                         fontsize=8, color="black" if pred == y_true[j] else "red")
         colors = ["tab:gray"] * len(class_names)
         if pred != y_true[j]:
             colors[pred] = "tab:red"
