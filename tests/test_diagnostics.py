@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from module import Dropout, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh, mlp
+from module import Dropout, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh, mlp
 from utils.diagnostics import TrainingMonitor, activation_stats, relative_slope
 from utils.train import train
 
@@ -100,3 +100,17 @@ def test_monitor_as_the_training_callback():
 def _history(epoch):
     import pandas as pd
     return pd.DataFrame({"epoch": [epoch]})
+
+
+@pytest.mark.parametrize("layer", [ReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()], ids=lambda l: type(l).__name__)
+def test_relative_slope_is_the_layers_own_derivative_scaled_to_one(layer):
+    """One derivative per activation: the diagnostics read the local_grad that backward uses."""
+    z = np.linspace(-6, 6, 13, dtype=np.float32)[None]
+    layer.forward(z)
+    slope = relative_slope(layer)
+    assert slope.dtype == np.float32 and slope.shape == z.shape
+    np.testing.assert_array_equal(slope, np.asarray(layer.local_grad() / layer.max_slope, np.float32))
+    assert slope.max() == 1  # at x = 0 (or right of it), where each of these is steepest
+    assert 0 <= slope.min() and slope.max() <= 1
+    if isinstance(layer, LeakyReLU):
+        assert slope[0, 0] == np.float32(0.1)  # the slope left of 0 is alpha, not 0
