@@ -258,6 +258,12 @@ NPZ_CASES = {
                               "num_classes is 3, expected a positive integer equal to the number of class names"),
     "images of another shape": (npz_bytes(X_train=np.zeros((2, 5)), image_shape=np.array([1, 28, 28])),
                                 r"X_train holds samples of shape \(5,\), expected \(1, 28, 28\)"),
+    "images as strings": (npz_bytes(X_val=np.array([["a"]])), "X_val is <U1 of shape .*expected floating-point"),
+    "labels out of range": (npz_bytes(y_test=np.array([0, 10]), num_classes=np.array(10)),
+                            r"y_test must be integer labels \(N,\) in 0\.\.num_classes - 1"),
+    "negative labels": (npz_bytes(y_train=np.array([-1, 0])), "y_train must be integer labels"),
+    "more images than labels": (npz_bytes(X_train=np.zeros((3, 2)), y_train=np.arange(2)),
+                                "X_train holds 3 samples but y_train holds 2 labels"),
 }
 
 
@@ -410,7 +416,7 @@ def test_load_cifar10_returns_the_data_set_or_raises(blob):
     assert y_train.max() <= 9 and y_test.max() <= 9
 
 
-VALID_NPZ = npz_bytes(X_train=np.arange(12, dtype=np.float32).reshape(3, 4), y_train=np.arange(3),
+VALID_NPZ = npz_bytes(X_train=np.arange(12, dtype=np.float32).reshape(3, 4), y_train=np.arange(3) % 2,
                       mean=np.array(0.5), class_names=np.array(["a", "b"]), image_shape=np.array([1, 2, 2]),
                       num_classes=np.array(2))
 

@@ -135,4 +135,15 @@ def _data_set_info(data, path):
                                     f"{data['image_shape']} or flat rows of {math.prod(data['image_shape'])}")
     if "dataset" in data and not isinstance(data["dataset"], str):
         raise DataFileError(f"{path}: dataset is {data['dataset']!r}, expected a name")
+    for split in ("train", "val", "test"):
+        X, y = data.get(f"X_{split}"), data.get(f"y_{split}")
+        if X is not None and (not isinstance(X, np.ndarray) or X.dtype.kind != "f" or X.ndim < 2):
+            raise DataFileError(f"{path}: X_{split} is {getattr(X, 'dtype', type(X).__name__)} of shape "
+                                f"{np.shape(X)}, expected floating-point samples (N, ...)")
+        if y is not None and (not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.ndim != 1
+                              or (y.size and not 0 <= y.min() <= y.max() < data.get("num_classes", 2**31))):
+            raise DataFileError(f"{path}: y_{split} must be integer labels (N,) in 0..num_classes - 1, "
+                                f"got {getattr(y, 'dtype', type(y).__name__)} of shape {np.shape(y)}")
+        if X is not None and y is not None and len(X) != len(y):
+            raise DataFileError(f"{path}: X_{split} holds {len(X)} samples but y_{split} holds {len(y)} labels")
     return data
