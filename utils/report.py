@@ -32,6 +32,13 @@ def say(text):
         print(sentence)
 
 
+def file_prefix(cfg):
+    """"" for the default data set (Fashion-MNIST), else e.g. "cifar10_": the figures and files of
+    another data set go beside the default ones instead of replacing them."""
+    dataset = cfg["data"]["dataset"]
+    return "" if dataset == "fashion_mnist" else f"{dataset}_"
+
+
 def pct(x, digits=1):
     """0.9019 -> '90.2%' (digits after the point)."""
     return f"{100 * x:.{digits}f}%"
