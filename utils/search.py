@@ -284,6 +284,7 @@ def main(argv=None):
     p = cli.parser(__doc__.split("\n\n")[0],
                    epilog="Resume: run the same command with --out pointing at the run folder. Join from another "
                           "machine: the same command with the same --storage URL.")
+    p.prog = "python -m utils.search"
     p.add_argument("--config", default=config.DEFAULT_SEARCH, help="search config: a name in configs/ or a path")
     p.add_argument("--out", help="output folder (default: a fresh log/runs/<config name>-<time>/)")
     p.add_argument("--storage", help="SQLite file or database URL (default: <out>/search.db)")

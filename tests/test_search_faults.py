@@ -1,0 +1,241 @@
+"""The search under bad input and faults: clear errors, no overwritten results, a full disk, a killed parent."""
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from tests.test_search import ROOT, cli, grid_keys, load, points, prepared_data, quick_heartbeat, wait_for  # noqa: F401
+from utils import search
+from utils.errors import ConfigError, SearchError
+
+ONE_POINT = {"lr": [0.05], "hidden_sizes": [[8]], "l2_lambda": [0.0]}
+TINY = dict(train_size=500, num_epochs=1, progress=False, workers=1)
+
+
+def grid_config(path, name, lr=(0.1, 0.03, 0.01, 0.003), sizes=((32,), (16,)), epochs=3, train_size=2000):
+    """A search config file with a small grid (prune off, so every trial runs all its epochs)."""
+    path.write_text(f'name = "{name}"\nexperiment = "mlp_fashion"\n[search]\nnum_epochs = {epochs}\n'
+                    f'train_size = {train_size}\nprune = false\n[search.space]\nlr = {list(lr)}\n'
+                    f'hidden_sizes = {[list(s) for s in sizes]}\nl2_lambda = [1e-4]\n')
+    return path
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"space": {}}, ConfigError, "search.space must be a table"),
+    ({"space": {"lr": []}}, ConfigError, "expected a non-empty list"),
+    ({"space": {"lr": 0.1}}, ConfigError, "expected a non-empty list"),
+    ({"space": {"l2_lamda": [0.0]}}, ConfigError, "l2_lamda.*did you mean 'l2_lambda'"),
+    ({"space": {"hidden_sizes": [[256, 0]]}}, ConfigError, "hidden_sizes = \\[256, 0\\]: expected a list"),
+    ({"space": {"lr": [0.1, -0.1]}}, ConfigError, "lr = -0.1: expected a number in \\(0, "),
+    ({"space": {"lr": [float("nan")]}}, ConfigError, "lr = nan"),
+    ({"space": {"activation": ["relu", "swish"]}}, ConfigError, "activation = 'swish'"),
+    ({"space": {"lr": {"low": 0.01, "high": 0.1}}}, ConfigError, "expected a non-empty list"),
+    ({"mode": "tpe"}, ConfigError, "n_trials"),
+    ({"mode": "random"}, ConfigError, "search.mode = 'random'"),
+    ({"fixed": {"lr": 0.1}}, SearchError, "lr is both searched and fixed"),
+    ({"fixed": {"nesterov": "no"}}, ConfigError, "nesterov = 'no': expected true or false"),
+    ({"fixed": {"momentum": "0.9"}}, ConfigError, "momentum = '0.9': expected a number"),
+    ({"fixed": {"num_epochs": 3}}, ConfigError, "settings of the search itself"),
+    ({"fixed": {"dropuot": 0.1}}, ConfigError, "dropuot.*did you mean 'dropout'"),
+    ({"fixed": {"optimizer": "adam", "nesterov": True}}, ConfigError, "nesterov=True needs optimizer='sgd'"),
+    ({"fixed": ["dropout", 0.1]}, SearchError, "fixed must be a dict"),
+    ({"train_size": 54001}, SearchError, "train_size=54001 is larger than the training set.*54,000"),
+    ({"train_size": 5}, ConfigError, "train_size = 5"),
+    ({"num_epochs": 0}, ConfigError, "num_epochs = 0"),
+    ({"seed": -1}, ConfigError, "seed = -1"),
+    ({"prune": "yes"}, ConfigError, "prune = 'yes'"),
+    ({"workers": -1}, SearchError, "workers must be an integer >= 1"),
+    ({"storage": "postgresql://nobody@127.0.0.1:1/none"}, SearchError, "cannot open the search storage"),
+    ({"storage": "nosuchdb://host/db"}, SearchError, "cannot open the search storage nosuchdb"),
+    ({"study_name": "a/b"}, SearchError, "study_name must be"),
+])
+def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, error, words):
+    with pytest.raises(error, match=words):
+        search.run_search(**{"space": ONE_POINT, "out_dir": tmp_path / "out", **TINY, **kwargs})
+    assert not (tmp_path / "out").exists()  # no storage, no results
+
+
+def _garbage(tmp_path):
+    (tmp_path / "junk.db").write_bytes(b'{"op_code": 0, "worker_id": "x"}\n\xff\xfe torn')  # e.g. an old journal
+    return {"storage": tmp_path / "junk.db"}, "junk.db is not an SQLite database"
+
+
+def _corrupt_sqlite(tmp_path):
+    (tmp_path / "bad.db").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4000)
+    return {"storage": tmp_path / "bad.db"}, "cannot open the search storage sqlite:///.*bad.db"
+
+
+def _storage_under_a_file(tmp_path):
+    (tmp_path / "plain").write_text("a file")
+    return {"storage": tmp_path / "plain" / "search.db"}, "plain is a regular file, not a folder"
+
+
+def _out_under_a_file(tmp_path):
+    (tmp_path / "plain").write_text("a file")
+    return {"out_dir": tmp_path / "plain" / "run"}, "plain is a regular file, not a folder"
+
+
+def _storage_is_a_folder(tmp_path):
+    (tmp_path / "folder.db").mkdir()
+    return {"storage": tmp_path / "folder.db"}, "folder.db is not a regular file"
+
+
+@pytest.mark.parametrize("case", [_garbage, _corrupt_sqlite, _storage_under_a_file, _out_under_a_file,
+                                  _storage_is_a_folder])
+def test_unusable_storage_or_folder_is_named(tmp_path, case):
+    kwargs, words = case(tmp_path)
+    with pytest.raises(SearchError, match=words):
+        search.run_search(**{"space": ONE_POINT, "out_dir": tmp_path / "out", **TINY, **kwargs})
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--fixed", "nesterov=no"], "nesterov = 'no': expected true or false"),
+    (["--fixed", "batch_size=0"], "batch_size = 0"),
+    (["--fixed", "lr=0.1"], "lr is both searched and fixed"),
+    (["--fixed", "nonsense"], "expected KEY=VALUE"),
+    (["--train-size", "60000"], "larger than the training set"),
+    (["--config", "no_such_search"], "no config file at"),
+    (["--config", "mlp_fashion"], "has no \\[search\\] table"),
+])
+def test_command_line_errors_are_one_line_without_traceback(tmp_path, capsys, args, words):
+    with pytest.raises(SystemExit) as exit_:
+        search.main([*args, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_.value.code != 0 and err.startswith("error: ") and "Traceback" not in err
+    assert re.search(words, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_line_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        search.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: python -m utils.search")
+    assert "(default: search_fashion)" in out and "(default: 1)" in out and "--overwrite" in out
+
+
+def test_a_real_command_line_error_exits_non_zero(tmp_path):
+    cmd, env = cli("--fixed", "nesterov=no", out=tmp_path / "out")
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "nesterov" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_existing_results_are_never_replaced_silently(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / search.RESULTS_CSV).write_text("committed results\n")
+    with pytest.raises(SearchError, match=f"{out / search.RESULTS_CSV} exists.*--overwrite"):
+        search.run_search(ONE_POINT, study_name="one", out_dir=out, **TINY)
+    assert (out / search.RESULTS_CSV).read_text() == "committed results\n" and not (out / "search.db").exists()
+
+    table = search.run_search(ONE_POINT, study_name="one", out_dir=out, overwrite=True, **TINY)
+    assert len(pd.read_csv(out / search.RESULTS_CSV)) == len(table) == 1
+    # Its own study's results are updated without the flag: that is resuming.
+    search.run_search(ONE_POINT, study_name="one", out_dir=out, **TINY)
+    with pytest.raises(SearchError, match="exists.*--overwrite"):  # another study's are not
+        search.run_search(ONE_POINT, study_name="other", out_dir=out, **TINY)
+
+
+def test_by_default_a_fresh_run_folder_and_never_log(tmp_path, monkeypatch):
+    committed = {p: p.read_bytes() for p in (ROOT / "log").glob("*") if p.is_file()}
+    monkeypatch.setenv("NN_LOG_DIR", str(tmp_path / "log"))
+    search.run_search(ONE_POINT, study_name="fresh", **TINY)
+    search.run_search(ONE_POINT, study_name="fresh", **TINY)  # a second run: a second folder
+    runs = sorted((tmp_path / "log" / "runs").iterdir())
+    assert len(runs) == 2 and all(r.name.startswith("fresh-") for r in runs)
+    assert all((r / search.RESULTS_CSV).is_file() and (r / search.BEST_JSON).is_file() and (r / "search.db").is_file()
+               for r in runs)
+    assert {p: p.read_bytes() for p in committed} == committed
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs (root only); skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the disk-full test needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _fill(disk):
+    with (disk / "filler").open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+        except OSError:
+            pass
+
+
+def test_a_full_disk_stops_the_search_and_a_rerun_loses_no_finished_trial(tmp_path, small_disk, quick_heartbeat):
+    config = grid_config(tmp_path / "full.toml", "full")
+    cmd, env = cli("--config", config, "--workers", 1, out=small_disk / "run")
+    with (tmp_path / "err").open("w") as err:
+        run = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: len(load(small_disk / "run", "full").get_trials(states=(TrialState.COMPLETE,))) >= 2,
+                 run, what="two finished trials")
+        _fill(small_disk)
+        run.wait(timeout=120)
+    finally:
+        run.kill()
+        run.wait()
+    message = (tmp_path / "err").read_text().strip().splitlines()[-1]
+    assert run.returncode != 0 and message.startswith("error: ") and "free some space" in message, message
+    study = load(small_disk / "run", "full")
+    before = {t.number: (t.value, t.datetime_complete) for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert 2 <= len(before) < 8
+
+    (small_disk / "filler").unlink()
+    table = search.run_search(study_name="full", out_dir=small_disk / "run", workers=1, progress=False)
+    study = load(small_disk / "run", "full")
+    after = {t.number: (t.value, t.datetime_complete) for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert {n: after[n] for n in before} == before  # every finished trial kept, none rerun
+    assert sorted(points(study)) == grid_keys({"lr": [0.1, 0.03, 0.01, 0.003], "hidden_sizes": [[32], [16]],
+                                               "l2_lambda": [1e-4]})  # every point exactly once
+    assert len(table) == 8 and (table.state == "complete").all()
+    assert len(pd.read_csv(small_disk / "run" / search.RESULTS_CSV)) == 8
+
+
+def _children(pid):
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc (Linux)")
+def test_workers_end_with_their_parent(tmp_path):
+    config = grid_config(tmp_path / "orphans.toml", "orphans", epochs=4, train_size=3000)
+    cmd, env = cli("--config", config, "--workers", 2, out=tmp_path / "run")
+    with (tmp_path / "err").open("w") as err:
+        parent = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: len(load(tmp_path / "run", "orphans").get_trials(states=(TrialState.RUNNING,))) >= 1,
+                 parent, what="a running trial")
+        workers = _children(parent.pid)
+        assert len(workers) >= 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers)), (tmp_path / "err").read_text()
+    # Each worker was told (SIGTERM), not killed: its trial ended as failed, so a rerun redoes it at once.
+    study = load(tmp_path / "run", "orphans")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
