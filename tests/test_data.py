@@ -417,7 +417,12 @@ def test_paths_follow_the_environment_when_read(tmp_path, monkeypatch):
     assert data.PREPARED_PATH == tmp_path / "d" / "fashion_mnist_prepared.npz"
     assert data.prepared_path("cifar10") == tmp_path / "d" / "cifar10_prepared.npz"
     assert data.CIFAR10_DIR == data.cifar10_dir() == tmp_path / "d" / "cifar10"
-    with pytest.raises(FileNotFoundError, match="d/fashion_mnist_prepared.npz not found"):
+    with pytest.MonkeyPatch.context() as m:  # an assignment wins, and its undo hands back to the environment
+        m.setattr(data, "FASHION_DIR", tmp_path / "mine")
+        assert data.fashion_dir() == data.FASHION_DIR == tmp_path / "mine"
+    monkeypatch.setenv("NN_DATA_DIR", str(tmp_path / "e"))
+    assert data.fashion_dir() == tmp_path / "e" / "fashion"
+    with pytest.raises(FileNotFoundError, match="e/fashion_mnist_prepared.npz not found"):
         load_prepared()  # the default path is read now, not at import
 
 

@@ -14,6 +14,7 @@ import io
 import math
 import struct
 import sys
+import types
 import urllib.request
 from pathlib import Path
 
@@ -44,26 +45,40 @@ MAX_IDX_BYTES = 64 * 2**20  # an IDX file, compressed or not: the largest offici
 # IDX type byte -> big-endian NumPy dtype (the format allows these six).
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
-# Where downloads go: resolved when used (from NN_DATA_DIR), not at import. Assigning
-# FASHION_DIR or CIFAR10_DIR on this module (the tests do, with monkeypatch) overrides it.
+# Where downloads go: data_dir()/fashion and data_dir()/cifar10, read from NN_DATA_DIR when used,
+# not at import. The module attributes FASHION_DIR and CIFAR10_DIR can still be assigned (the
+# tests do, with monkeypatch); assigning the default back (monkeypatch's undo) clears the override.
 _FOLDERS = {"FASHION_DIR": "fashion", "CIFAR10_DIR": "cifar10"}
+_overrides = {}
 # Moved to utils.prepared; still importable from here (resolved on first use: no import cycle).
 _PREPARED = ("PREPARED_PATH", "prepared_path", "prepare", "prepare_fashion_mnist", "prepare_cifar10",
              "save_prepared", "load_prepared")
 
 
+def _folder(name):
+    return _overrides.get(name) or paths.data_dir() / _FOLDERS[name]
+
+
+def _set_folder(name, value):
+    if Path(value) == paths.data_dir() / _FOLDERS[name]:
+        _overrides.pop(name, None)
+    else:
+        _overrides[name] = Path(value)
+
+
+class _DataModule(types.ModuleType):
+    FASHION_DIR = property(lambda self: _folder("FASHION_DIR"), lambda self, v: _set_folder("FASHION_DIR", v))
+    CIFAR10_DIR = property(lambda self: _folder("CIFAR10_DIR"), lambda self, v: _set_folder("CIFAR10_DIR", v))
+
+
+sys.modules[__name__].__class__ = _DataModule
+
+
 def __getattr__(name):
-    if name in _FOLDERS:
-        return paths.data_dir() / _FOLDERS[name]
     if name in _PREPARED:
         from utils import prepared
         return prepared.prepared_path() if name == "PREPARED_PATH" else getattr(prepared, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _folder(name):
-    """FASHION_DIR or CIFAR10_DIR: the value assigned on the module, else from the environment."""
-    return Path(globals().get(name) or paths.data_dir() / _FOLDERS[name])
 
 
 def fashion_dir():
