@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from module import (ACTIVATIONS, Activation, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy,
-                    Tanh, evaluating)
+from module import ACTIVATIONS, Activation, LeakyReLU, Linear, ReLU, Sequential, SoftmaxCrossEntropy, evaluating
 from utils.optim import Adam
 
 # A unit is "flat" where its local derivative is below this share of the activation's
