@@ -14,6 +14,7 @@ import struct
 import tarfile
 import tempfile
 import tracemalloc
+import warnings
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -217,7 +218,8 @@ def with_flag(zip_bytes, flag):
 
 def zip_with(members, compression=zipfile.ZIP_STORED):
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as z:
+    with zipfile.ZipFile(buffer, "w", compression) as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": wanted here
         for name, content in members:
             z.writestr(name, content)
     return buffer.getvalue()
@@ -235,6 +237,7 @@ def npy_claiming(shape, content):
 
 
 LYING_NPY = npy_claiming((10**10,), bytes(32))
+UNBALANCED = b"{'descr': '<f8', 'fortran_order': False, 'shape': (3,".ljust(53) + b"\n"  # numpy's tokenizer fails
 
 NPZ_CASES = {
     "not a zip": (b"PK but not a zip at all", "not a zip archive"),
@@ -247,6 +250,10 @@ NPZ_CASES = {
     "pickled objects": (npz_bytes(names=np.array([None, 1], dtype=object)), "holds Python objects"),
     "header larger than its data": (zip_with([("x.npy", LYING_NPY)]),
                                     r"header announces shape \(10000000000,\) of float64 \(80,000,000,000 bytes\)"),
+    "header that does not parse": (zip_with([("x.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", 54) + UNBALANCED
+                                              + bytes(24))]), "unreadable .*EOF in multi-line statement"),
+    "a member twice": (zip_with([("x.npy", X_NPY), ("x.npy", X_NPY)]), r"member 'x\.npy' appears twice"),
+    "more data than the header declares": (zip_with([("x.npy", X_NPY + bytes(8))]), "but 40 bytes follow"),
     "too many members": (npz_bytes(**{f"a{i}": np.zeros(1) for i in range(70)}), "expected an .npz of at most 64"),
     "bad magic in a member": (zip_with([("x.npy", b"NOTNUMPY" + X_NPY[8:])]),
                               "unreadable .*expected a prepared data set"),

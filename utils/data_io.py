@@ -6,10 +6,12 @@ FIFO never hangs a read, and a gzip, tar or zip bomb costs at most the size the 
 expects of a genuine file. Every error names the file and what was expected; the error
 type is the caller's choice (DataFileError by default; a checkpoint reader can pass its own).
 """
+import math
 import os
 import stat
 import struct
 import tarfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -153,68 +155,86 @@ def _check_zip_directory(f, size, path, max_members, error):
     f.seek(0)
 
 
-def _read_member(z, info, path, error):
-    """One .npy member -> array, after checking that its header announces exactly the bytes it holds."""
+def npz_members(z, path, max_members, max_unpacked, error=DataFileError):
+    """{array name: ZipInfo} of an open .npz archive z, each member checked before anything is read.
+
+    Refused with error: more than max_members members, a member that is not a .npy file (or
+    appears twice, or is encrypted, or is compressed other than stored or deflated, which is
+    what np.savez and np.savez_compressed write), members unpacking to more than max_unpacked bytes.
+    """
+    infos = z.infolist()
+    if len(infos) > max_members:
+        raise error(f"{path}: {len(infos)} members; expected at most {max_members} arrays")
+    members, total = {}, 0
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        problem = ("is not a .npy array; expected only arrays" if not info.filename.endswith(".npy") or info.is_dir()
+                   else "appears twice" if name in members
+                   else "is encrypted; expected plain arrays" if info.flag_bits & 0x1
+                   else f"uses compression method {info.compress_type}; expected stored or deflated, as np.savez "
+                        f"writes" if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) else None)
+        if problem:
+            raise error(f"{path}: member {info.filename!r} {problem}")
+        total += info.file_size
+        if total > max_unpacked:
+            raise error(f"{path}: its members unpack to more than {max_unpacked:,} bytes")
+        members[name] = info
+    return members
+
+
+def read_npy(z, info, path, error=DataFileError, shape=None):
+    """One .npy member of an open zip z -> array, read only after its header has been checked.
+
+    The header must announce a dtype without Python objects (they would need pickle), shape if
+    given, and exactly the bytes the member holds; then exactly those bytes are read, in chunks
+    (no second copy of a large array), and the member must end there (zipfile checks its CRC).
+    """
+    where = f"{path}: member {info.filename}"
     with z.open(info) as m:
         version = np.lib.format.read_magic(m)
         if version not in ((1, 0), (2, 0)):
-            raise error(f"{path}: member {info.filename}: .npy format {version}, expected 1.0 or 2.0")
+            raise error(f"{where}: .npy format {version}, expected 1.0 or 2.0")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
-        shape, fortran_order, dtype = read_header(m)
+        stored_shape, fortran_order, dtype = read_header(m, max_header_size=10_000)
         if dtype.hasobject:
-            raise error(f"{path}: member {info.filename} holds Python objects (dtype {dtype}), which "
-                        f"would need pickle; expected numbers or strings")
-        count = int(np.prod(shape, dtype=object))
+            raise error(f"{where} holds Python objects (dtype {dtype}), which would need pickle; "
+                        f"expected numbers or strings")
+        if shape is not None and stored_shape != tuple(shape):
+            raise error(f"{where} has shape {stored_shape}, expected {tuple(shape)}")
+        count = math.prod(stored_shape)
         nbytes, left = count * dtype.itemsize, info.file_size - m.tell()
         if nbytes != left:
-            raise error(f"{path}: member {info.filename}: its header announces shape {shape} of {dtype} "
+            raise error(f"{where}: its header announces shape {stored_shape} of {dtype} "
                         f"({nbytes:,} bytes) but {left:,} bytes follow")
         out = np.empty(count, dtype)
-        buffer, pos = out.view(np.uint8) if nbytes else None, 0
-        while pos < nbytes:  # in chunks, as np.load does: no second copy of a large array
-            chunk = m.read(min(1 << 22, nbytes - pos))
+        buffer, filled = (out.view(np.uint8) if nbytes else None), 0
+        while filled < nbytes:
+            chunk = m.read(min(1 << 22, nbytes - filled))
             if not chunk:
-                raise error(f"{path}: member {info.filename} is truncated")
-            buffer[pos:pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
-            pos += len(chunk)
-        m.read(1)  # reaching the end makes zipfile check the CRC
-    return out.reshape(shape, order="F" if fortran_order else "C")
+                raise error(f"{where} is truncated")
+            buffer[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            filled += len(chunk)
+        if m.read(1):  # reaching the end also makes zipfile check the CRC
+            raise error(f"{where} holds more data than its header declares")
+    return out.reshape(stored_shape, order="F" if fortran_order else "C")
 
 
 def read_npz(path, max_bytes, max_unpacked, max_members=64, what="an .npz file", error=DataFileError):
     """Read an .npz archive of arrays, as np.load(path, allow_pickle=False) would, at a bounded cost.
 
-    Refuses, with error naming the file: a non-regular or larger than max_bytes file, more than
-    max_members members, members that are not .npy arrays, encrypted members, compression other
-    than stored or deflated (what np.savez and np.savez_compressed write), arrays of Python
-    objects, a total of more than max_unpacked bytes, and headers that disagree with the data.
+    Refuses, with error naming the file: a non-regular or larger than max_bytes file, a zip
+    directory larger than max_members entries need, and whatever npz_members and read_npy refuse.
     Returns {name: array}, names without ".npy".
     """
     with open_regular(path, max_bytes, what, error) as f:
         try:
             _check_zip_directory(f, os.fstat(f.fileno()).st_size, path, max_members, error)
-            arrays, total = {}, 0
             with zipfile.ZipFile(f) as z:
-                infos = z.infolist()
-                if len(infos) > max_members:
-                    raise error(f"{path}: {len(infos)} members; expected at most {max_members} arrays")
-                for info in infos:
-                    member = f"{path}: member {info.filename!r}"
-                    if not info.filename.endswith(".npy"):
-                        raise error(f"{member} is not a .npy array; expected only arrays")
-                    if info.flag_bits & 0x1:
-                        raise error(f"{member} is encrypted; expected plain arrays")
-                    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                        raise error(f"{member} uses compression method {info.compress_type}; "
-                                    f"expected stored or deflated, as np.savez writes")
-                    total += info.file_size
-                    if total > max_unpacked:
-                        raise error(f"{path}: its members unpack to more than {max_unpacked:,} bytes")
-                    arrays[info.filename.removesuffix(".npy")] = _read_member(z, info, path, error)
+                return {name: read_npy(z, info, path, error)
+                        for name, info in npz_members(z, path, max_members, max_unpacked, error).items()}
         except error:
             raise
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-                RuntimeError, struct.error) as e:
+                RuntimeError, struct.error, SyntaxError, tokenize.TokenError) as e:  # last two: numpy's header parser
             raise error(f"{path}: unreadable ({e}); expected {what}") from None
-    return arrays
