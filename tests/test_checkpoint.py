@@ -1,4 +1,5 @@
 """Checkpoints: round trip, refusal of hostile files, shape mismatches and atomic writes."""
+import io
 import json
 import os
 import subprocess
@@ -253,14 +254,12 @@ def test_a_zip_bomb_is_refused_from_its_headers(tmp_path):
 
 
 def _npy_header(shape, descr):
-    import io
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
     return buffer.getvalue()
 
 
 def _npy_bytes(a):
-    import io
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, a, allow_pickle=False)
     return buffer.getvalue()
