@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from module import mlp
 from tests import pg
-from utils import search, search_engine
+from utils import search, search_engine, search_storage
 from utils.train import hyperparameters
 
 matplotlib.use("Agg")
@@ -45,7 +45,7 @@ def prepared_data(tmp_path_factory, fashion_raw):
 @pytest.fixture
 def quick_heartbeat(monkeypatch):
     """A killed worker's trial is stale after 2 s instead of 10 (in this process)."""
-    monkeypatch.setattr(search_engine, "HEARTBEAT", {"heartbeat_interval": 1, "grace_period": 2})
+    monkeypatch.setattr(search_storage, "HEARTBEAT", {"heartbeat_interval": 1, "grace_period": 2})
 
 
 def points(study):
@@ -60,7 +60,7 @@ def grid_keys(space, **given):
 
 def load(out_dir, study_name):
     return optuna.load_study(study_name=study_name,
-                             storage=search_engine.open_storage(search_engine.storage_url(None, out_dir)))
+                             storage=search_storage.open_storage(search_storage.storage_url(None, out_dir)))
 
 
 def cli(*args, out, log_dir=None):
@@ -221,7 +221,7 @@ def test_points_enqueued_twice_still_run_once(tmp_path):
     space = {"lr": [0.05, 0.01], "hidden_sizes": [[16]], "l2_lambda": [0.0, 1e-3]}
     settings = search.check_settings({"space": space, "prune": False, **{k: TINY[k] for k in ("train_size", "num_epochs")}},
                                      search._defaults())
-    study, settings, _ = search_engine.open_study(search_engine.storage_url(None, tmp_path), "race", settings, [])
+    study, settings, _ = search_engine.open_study(search_storage.storage_url(None, tmp_path), "race", settings, [])
     for params in search_engine.grid_points(settings):  # what a second machine would add in the same instant
         study.enqueue_trial(params, user_attrs={"point": search_engine.point_key(params)})
     table = search.run_search(study_name="race", out_dir=tmp_path, workers=1, progress=False)
@@ -260,7 +260,7 @@ def test_two_machines_share_a_grid_through_postgresql(postgres_url, tmp_path):
         runs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
-    study = optuna.load_study(study_name="shared", storage=search_engine.open_storage(postgres_url))
+    study = optuna.load_study(study_name="shared", storage=search_storage.open_storage(postgres_url))
     assert sorted(points(study)) == grid_keys({"lr": [0.1, 0.03, 0.01], "hidden_sizes": [[32], [16]],
                                                "l2_lambda": [1e-4]})
     lost = [t for t in study.trials if t.state not in (TrialState.COMPLETE, TrialState.PRUNED)
@@ -292,3 +292,17 @@ def test_pruning_savings_from_the_per_trial_seconds():
     s = search.pruning_savings(table, num_epochs=4)
     assert s["seconds"] == 14.0 and s["seconds_without_pruning"] == 8.0 + 8.0 + 8.0
     assert s["saved"] == 10.0 and s["saved_fraction"] == pytest.approx(10 / 24) and s["pruned"] == 2
+
+
+def test_run_search_config_takes_everything_from_the_config(tmp_path):
+    from utils.config import load_config
+    (tmp_path / "mini.toml").write_text('name = "mini"\nexperiment = "mlp_fashion"\n[search]\nnum_epochs = 1\n'
+                                        'train_size = 500\nworkers = 1\n[search.space]\nlr = [0.05]\n'
+                                        'hidden_sizes = [[8]]\nl2_lambda = [0.0]\n')
+    cfg = load_config(tmp_path / "mini.toml", overrides={"model.dropout": 0.1})
+    table = search.run_search_config(cfg, out_dir=tmp_path / "out", progress=False)
+    study = load(tmp_path / "out", "mini")  # named after the config
+    settings = study.user_attrs["search"]
+    assert (settings["train_size"], settings["num_epochs"], settings["fixed"]["dropout"]) == (500, 1, 0.1)
+    assert settings["fixed"]["lr_schedule"] == cfg["train"]["lr_schedule"] and "lr" not in settings["fixed"]
+    assert len(table) == 1 and table.state[0] == "complete"

@@ -220,7 +220,7 @@ def _alive(pid):
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc (Linux)")
 def test_workers_end_with_their_parent(tmp_path):
-    config = grid_config(tmp_path / "orphans.toml", "orphans", epochs=4, train_size=3000)
+    config = grid_config(tmp_path / "orphans.toml", "orphans", epochs=6, train_size=3000)
     cmd, env = cli("--config", config, "--workers", 2, out=tmp_path / "run")
     with (tmp_path / "err").open("w") as err:
         parent = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -232,10 +232,12 @@ def test_workers_end_with_their_parent(tmp_path):
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 15
     while any(map(_alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(_alive, workers)), (tmp_path / "err").read_text()
+    finished = load(tmp_path / "run", "orphans").get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) < 8  # they ended with the parent, not at the end of the grid
     # Each worker was told (SIGTERM), not killed: its trial ended as failed, so a rerun redoes it at once.
     study = load(tmp_path / "run", "orphans")
     assert not study.get_trials(states=(TrialState.RUNNING,))

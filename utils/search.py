@@ -9,8 +9,9 @@ the searched values put in, trained by the one training loop for the search's nu
 on train_size images; its score is the best validation accuracy. The search is pruned
 (utils.search_engine.ReferencePruner: the same decisions with any number of workers),
 parallel (worker processes, one BLAS thread each) and resumable: every trial lives in a
-database (SQLite beside the results by default, or PostgreSQL shared by several machines),
-so running the same command with the same --out again continues the search.
+database (utils.search_storage: SQLite beside the results by default, or PostgreSQL shared
+by several machines), so running the same command with the same --out again continues it.
+The results, the best configuration and their plots are in utils.search_results.
 
 Output, in a fresh folder log/runs/<config name>-<YYYYmmdd-HHMMSS>/ unless --out is given:
 search.db (the storage), hyperparameter_search_results.csv (rewritten as trials finish) and
@@ -33,8 +34,8 @@ from tqdm.auto import tqdm
 
 from utils import config
 from utils.errors import ConfigError, SearchError
-from utils.search_engine import (MODEL_KEYS, child_main, describe, grid_points, make_folder, masked, open_storage,
-                                 open_study, sqlite_path, storage_errors, storage_url, work)
+from utils.search_engine import MODEL_KEYS, child_main, grid_points, open_study, work
+from utils.search_storage import describe, make_folder, masked, open_storage, sqlite_path, storage_errors, storage_url
 from utils.search_results import (BEST_JSON, RESULTS_CSV, best_config, load_best, plot_search_curves,  # noqa: F401
                                   plot_search_heatmaps, pruning_savings, results_table, save_results)
 
@@ -301,6 +302,7 @@ def main(argv=None):
 
 
 def _main(argv, p):
+    from utils import cli
     a = p.parse_args(argv)
     overrides = {f"search.{k}": v for k, v in (("train_size", a.train_size), ("num_epochs", a.epochs))
                  if v is not None}
