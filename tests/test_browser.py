@@ -137,37 +137,61 @@ def shots():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def open_and_run_all(browser, lab, name, timeout=150):
-    """Open the notebook in JupyterLab, run all cells, wait until every cell has run; returns the page."""
+@pytest.fixture(scope="module")
+def notebooks(browser, lab):
+    """One JupyterLab page with both notebooks open and every cell run (the two kernels run side by side).
+
+    Returns (page, {key: the notebook panel's DOM id}); page.page_errors collects JavaScript errors.
+    """
     base, token, _ = lab
     start = time.monotonic()
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{base}/lab/tree/{name}?token={token}")
-    page.wait_for_function("""() => {
-        const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-        const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-        return k && k.status === 'idle' && w.content && w.content.widgets.length > 0;
-    }""", timeout=90_000)
+    page.page_errors = []
+    page.on("pageerror", lambda e: page.page_errors.append(str(e)))
+    page.goto(f"{base}/lab?token={token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell && "
+                           "window.jupyterapp.commands.hasCommand('docmanager:open')", timeout=120_000)
+    # Every extension (the widget renderer among them) is loaded once the app is restored.
+    page.evaluate("async () => { await window.jupyterapp.restored; }")
+    ids, ran = {}, {}
+    for key, path in NOTEBOOKS.items():
+        begin = time.monotonic()
+        ids[key] = page.evaluate("""async name => {
+            const w = await window.jupyterapp.commands.execute('docmanager:open', {path: name});
+            await w.context.ready;
+            (window.__notebooks = window.__notebooks || {})[w.id] = w;
+            return w.id;
+        }""", path.name)
+        page.wait_for_function("""id => { const w = window.__notebooks[id]; const s = w.sessionContext.session;
+            return s && s.kernel && s.kernel.status === 'idle' && w.content.widgets.length > 0; }""",
+                               arg=ids[key], timeout=120_000)
+        # The saved outputs go first (their prompts are numbered, their widget views would count twice).
+        page.evaluate("""async id => { window.jupyterapp.shell.activateById(id);
+            await window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs');
+            window.jupyterapp.commands.execute('notebook:run-all-cells'); }""", ids[key])
+        page.wait_for_function("""id => { const w = window.__notebooks[id];
+            const prompts = [...w.node.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p))
+                   && w.sessionContext.session.kernel.status === 'idle'; }""", arg=ids[key], timeout=240_000)
+        ran[key] = round(time.monotonic() - begin, 1)
     opened = time.monotonic()
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_function("""() => {
-        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);
-        const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-        return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p)) && k.status === 'idle';
-    }""", timeout=timeout * 1000)
-    page.page_errors = errors
-    print(f"{name}: opened with an idle kernel in {opened - start:.1f} s, all cells ran in {time.monotonic() - opened:.1f} s")
-    return page
+    print(f"JupyterLab page and both notebooks run in {opened - start:.1f} s (seconds per notebook: {ran})")
+    yield page, ids
+    page.close()
+
+
+def activate(page, ids, key):
+    """Bring a notebook's tab to the front; returns a locator for its panel."""
+    page.evaluate("id => window.jupyterapp.shell.activateById(id)", ids[key])
+    return page.locator(f"#{ids[key]}")
 
 
 def assert_no_errors(page):
     bad = page.locator('[data-mime-type="application/vnd.jupyter.stderr"], '
                        '[data-mime-type="application/vnd.jupyter.error"]')
-    texts = [bad.nth(i).inner_text()[:500] for i in range(bad.count())]
-    assert not texts, f"error output in the notebook: {texts}"
-    body = page.inner_text("body")
+    texts = [bad.nth(i).text_content()[:500] for i in range(bad.count())]
+    assert not texts, f"error output in a notebook: {texts}"
+    body = page.evaluate("() => document.body.textContent")  # hidden tabs too
     for sign in ("Error displaying widget", "Error rendering output", "Traceback"):
         assert sign not in body, f"{sign!r} on the page"
     assert not page.page_errors, f"JavaScript errors: {page.page_errors}"
@@ -181,61 +205,55 @@ def dom_counts(page, root):
     }""", root)
 
 
-def kernel_status(page, css, index=0):
-    return page.locator(css).nth(index).inner_text()
-
-
-def test_playground_in_browser(browser, lab, shots):
+def test_playground_in_browser(notebooks, shots):
     from utils.playground import Playground
     from utils.widgets import count_widgets
 
     expected = count_widgets(Playground("spirals").view.widget)
-    page = open_and_run_all(browser, lab, NOTEBOOKS["playground"].name)
-    try:
-        assert_no_errors(page)
-        assert page.locator(".pg-widget").count() == 2  # the spirals and the Fashion-MNIST playground
-        assert dom_counts(page, ".pg-widget") == {k: 2 * v for k, v in expected.items()}
-        first = page.locator(".pg-widget").nth(0)
-        first.scroll_into_view_if_needed()
+    page, ids = notebooks
+    notebook = activate(page, ids, "playground")
+    assert_no_errors(page)
+    assert notebook.locator(".pg-widget").count() == 2  # the spirals and the Fashion-MNIST playground
+    assert dom_counts(page, ".pg-widget") == {k: 2 * v for k, v in expected.items()}
+    first = notebook.locator(".pg-widget").nth(0)
+    first.scroll_into_view_if_needed()
 
-        # A slider moved in the browser reaches the kernel: the status line is written by the kernel.
-        assert "lr 0.03" in first.locator(".pg-status").inner_text()  # the notebook's last pg.set(lr=0.03)
-        first.locator(".pg-lr .noUi-handle").focus()
-        page.keyboard.press("ArrowRight")
-        page.wait_for_function("() => document.querySelector('.pg-widget .pg-status').innerText.includes('lr 0.1')",
-                               timeout=10_000)
-        # An inactive control is disabled: momentum under Adam.
-        assert first.locator(".pg-momentum .noUi-target[disabled]").count() == 0
-        first.locator(".pg-optimizer select").select_option("adam")
-        first.locator(".pg-momentum .noUi-target[disabled]").wait_for(timeout=10_000)
-        first.locator(".pg-optimizer select").select_option("sgd")
-        page.wait_for_function("() => !document.querySelector('.pg-widget .pg-momentum .noUi-target')"
-                               ".hasAttribute('disabled')", timeout=10_000)
+    # A slider moved in the browser reaches the kernel: the status line is written by the kernel.
+    assert "lr 0.03" in first.locator(".pg-status").inner_text()  # the notebook's last pg.set(lr=0.03)
+    first.locator(".pg-lr .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('.pg-widget .pg-status').innerText.includes('lr 0.1')",
+                           timeout=10_000)
+    # An inactive control is disabled: momentum under Adam.
+    assert first.locator(".pg-momentum .noUi-target[disabled]").count() == 0
+    first.locator(".pg-optimizer select").select_option("adam")
+    first.locator(".pg-momentum .noUi-target[disabled]").wait_for(timeout=10_000)
+    first.locator(".pg-optimizer select").select_option("sgd")
+    page.wait_for_function("() => !document.querySelector('.pg-widget .pg-momentum .noUi-target')"
+                           ".hasAttribute('disabled')", timeout=10_000)
 
-        # Play changes the picture within a few seconds; Pause stops it.
-        picture = first.locator("img.pg-picture")
-        before = picture.get_attribute("src")
-        epoch_before = int(re.search(r"epoch (\d+)", first.locator(".pg-status").inner_text())[1])
-        first.locator("button.pg-play").click()
-        page.wait_for_function("src => document.querySelector('.pg-widget img.pg-picture').src !== src", arg=before,
-                               timeout=15_000)
-        time.sleep(1.5)
-        first.locator("button.pg-pause").click()
-        page.wait_for_function("() => document.querySelector('.pg-widget button.pg-play').disabled === false",
-                               timeout=10_000)
-        time.sleep(1.0)  # the last frame of the stopped task arrives
-        paused_src, paused_status = picture.get_attribute("src"), first.locator(".pg-status").inner_text()
-        assert int(re.search(r"epoch (\d+)", paused_status)[1]) > epoch_before
-        time.sleep(2.0)
-        assert picture.get_attribute("src") == paused_src, "the picture still changes after Pause"
-        assert first.locator(".pg-status").inner_text() == paused_status
-        assert_no_errors(page)
-        first.screenshot(path=str(shots / "screenshot_playground.png"))
-    finally:
-        page.close()
+    # Play changes the picture within a few seconds; Pause stops it.
+    picture = first.locator("img.pg-picture")
+    before = picture.get_attribute("src")
+    epoch_before = int(re.search(r"epoch (\d+)", first.locator(".pg-status").inner_text())[1])
+    first.locator("button.pg-play").click()
+    page.wait_for_function("src => document.querySelector('.pg-widget img.pg-picture').src !== src", arg=before,
+                           timeout=15_000)
+    time.sleep(1.5)
+    first.locator("button.pg-pause").click()
+    page.wait_for_function("() => document.querySelector('.pg-widget button.pg-play').disabled === false",
+                           timeout=10_000)
+    time.sleep(1.0)  # the last frame of the stopped task arrives
+    paused_src, paused_status = picture.get_attribute("src"), first.locator(".pg-status").inner_text()
+    assert int(re.search(r"epoch (\d+)", paused_status)[1]) > epoch_before
+    time.sleep(2.0)
+    assert picture.get_attribute("src") == paused_src, "the picture still changes after Pause"
+    assert first.locator(".pg-status").inner_text() == paused_status
+    assert_no_errors(page)
+    first.screenshot(path=str(shots / "screenshot_playground.png"))
 
 
-def test_train_panel_in_browser(browser, lab, shots):
+def test_train_panel_in_browser(notebooks, shots):
     import numpy as np
 
     from utils.config import load_config
@@ -244,31 +262,29 @@ def test_train_panel_in_browser(browser, lab, shots):
     tiny = {"X_train": np.zeros((4, 784), np.float32), "y_train": np.arange(4), "image_shape": (1, 28, 28),
             "num_classes": 10, "X_val": np.zeros((4, 784), np.float32), "y_val": np.arange(4)}
     expected = count_widgets(training_panel(load_config("mlp_fashion"), tiny).widget)
-    page = open_and_run_all(browser, lab, NOTEBOOKS["train_panel"].name)
-    try:
-        assert_no_errors(page)
-        assert page.locator(".tp-widget").count() == 1
-        assert dom_counts(page, ".tp-widget") == expected
-        panel = page.locator(".tp-widget")
-        panel.scroll_into_view_if_needed()
-        assert "done: best epoch" in panel.locator(".tp-status").inner_text()  # the scripted quick run
-        # Under the cosine schedule the decay sliders are disabled; under step they are not.
-        assert panel.locator(".tp-decay_factor .noUi-target[disabled]").count() == 1
-        panel.locator(".tp-lr_schedule select").select_option("step")
-        page.wait_for_function("() => !document.querySelector('.tp-decay_factor .noUi-target').hasAttribute('disabled')",
-                               timeout=10_000)
-        # A slider moved in the browser reaches the kernel, which rewrites the status line.
-        panel.locator(".tp-num_epochs .noUi-handle").focus()
-        page.keyboard.press("ArrowLeft")
-        page.wait_for_function("() => document.querySelector('.tp-status').innerText.includes('num_epochs=2')",
-                               timeout=10_000)
-        before = panel.locator("img.tp-curves").get_attribute("src")
-        panel.locator(".tp-quick input").check()
-        panel.locator("button.tp-button").click()
-        # The curves change after the first epoch; "done:" returns only when train() has finished.
-        page.wait_for_function("src => document.querySelector('.tp-status').innerText.includes('done:') && "
-                               "document.querySelector('img.tp-curves').src !== src", arg=before, timeout=90_000)
-        assert_no_errors(page)
-        panel.screenshot(path=str(shots / "screenshot_train_panel.png"))
-    finally:
-        page.close()
+    page, ids = notebooks
+    notebook = activate(page, ids, "train_panel")
+    assert_no_errors(page)
+    assert notebook.locator(".tp-widget").count() == 1
+    assert dom_counts(page, ".tp-widget") == expected
+    panel = notebook.locator(".tp-widget")
+    panel.scroll_into_view_if_needed()
+    assert "done: best epoch" in panel.locator(".tp-status").inner_text()  # the scripted quick run
+    # Under the cosine schedule the decay sliders are disabled; under step they are not.
+    assert panel.locator(".tp-decay_factor .noUi-target[disabled]").count() == 1
+    panel.locator(".tp-lr_schedule select").select_option("step")
+    page.wait_for_function("() => !document.querySelector('.tp-decay_factor .noUi-target').hasAttribute('disabled')",
+                           timeout=10_000)
+    # A slider moved in the browser reaches the kernel, which rewrites the status line.
+    panel.locator(".tp-num_epochs .noUi-handle").focus()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => document.querySelector('.tp-status').innerText.includes('num_epochs=2')",
+                           timeout=10_000)
+    before = panel.locator("img.tp-curves").get_attribute("src")
+    panel.locator(".tp-quick input").check()
+    panel.locator("button.tp-button").click()
+    # The curves change after the first epoch; "done:" returns only when train() has finished.
+    page.wait_for_function("src => document.querySelector('.tp-status').innerText.includes('done:') && "
+                           "document.querySelector('img.tp-curves').src !== src", arg=before, timeout=90_000)
+    assert_no_errors(page)
+    panel.screenshot(path=str(shots / "screenshot_train_panel.png"))
