@@ -25,10 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from utils import data, prepared
-from utils.data import (CIFAR10_CLASSES, load_cifar10, load_prepared, mirrored_copies, prepare, read_cifar10_batch,
-                        read_idx, save_prepared)
+from utils.data import CIFAR10_CLASSES, load_cifar10, load_prepared, read_cifar10_batch, read_idx
 from utils.errors import DataFileError
-from utils.validate import ArgumentTypeError
 
 # No example database: it would write .hypothesis/ into the repository.
 FUZZ = settings(max_examples=120, deadline=timedelta(seconds=5), database=None,
@@ -296,57 +294,6 @@ def test_prepared_file_caps_and_special_files(tmp_path, monkeypatch, alarm):
     fifo(path)
     with pytest.raises(DataFileError, match="is a FIFO; expected a prepared data set"):
         load_prepared(path)
-
-
-# ---- the data set's description travels with it
-
-
-def test_new_keys_round_trip_and_old_files_get_them(tmp_path):
-    d = dict(X_train=np.zeros((4, 3072), np.float32), y_train=np.arange(4), X_val=np.zeros((2, 3072), np.float32),
-             y_val=np.arange(2), X_test=np.zeros((2, 3072), np.float32), y_test=np.arange(2), mean=0.5, std=0.25)
-    save_prepared(d, tmp_path / "old.npz")  # as notebook 01 wrote it before the new keys
-    old = load_prepared(tmp_path / "old.npz")
-    assert old["image_shape"] == (3, 32, 32) and old["class_names"] == CIFAR10_CLASSES
-    assert old["num_classes"] == 10 and old["dataset"] == "cifar10"
-    new = {**d, "dataset": "fashion_mnist", "image_shape": (1, 28, 28), "num_classes": 10,
-           "class_names": data.CLASS_NAMES, "X_train": np.zeros((4, 1, 28, 28), np.float32)}
-    del new["X_val"], new["X_test"]
-    out = load_prepared(save_prepared(new, tmp_path / "new.npz"))
-    assert out["image_shape"] == (1, 28, 28) and out["class_names"] == data.CLASS_NAMES
-    assert out["dataset"] == "fashion_mnist" and isinstance(out["dataset"], str) and out["num_classes"] == 10
-    with zipfile.ZipFile(tmp_path / "new.npz") as z:
-        assert all(b"pickle" not in z.read(n)[:200] for n in z.namelist())
-
-
-@pytest.mark.parametrize("kwargs, error, words", [
-    ({"dataset": "cifar"}, ValueError, "dataset must be one of 'fashion_mnist', 'cifar10', got 'cifar'"),
-    ({"val_size": 0.1}, ArgumentTypeError, r"val_size must be an integer, got 0\.1 \(float\)"),
-    ({"val_size": "6000"}, ArgumentTypeError, "val_size must be an integer, got '6000'"),
-    ({"val_size": True}, ArgumentTypeError, "val_size must be an integer, got True"),
-    ({"val_size": 0}, ValueError, "val_size must be an integer >= 1, got 0"),
-    ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
-    ({"seed": None}, ArgumentTypeError, "seed must be an integer, got None"),
-    ({"flat": "no"}, ArgumentTypeError, "flat must be True or False, got 'no'"),
-    ({"verify": 1}, ArgumentTypeError, "verify must be True or False, got 1"),
-])
-def test_prepare_checks_its_arguments_before_loading(kwargs, error, words, tmp_path):
-    with pytest.raises(error, match=words):
-        prepare(**{"data_dir": tmp_path / "nothing here", **kwargs})
-    assert issubclass(ArgumentTypeError, TypeError) and issubclass(ArgumentTypeError, ValueError)
-
-
-def test_mirrored_copies_are_the_arrays_notebook_05_builds():
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((5, 3, 4, 6)).astype(np.float32), np.arange(5)
-    X_aug, y_aug = mirrored_copies(X, y)
-    assert np.array_equal(X_aug, np.concatenate([X, X[..., ::-1]])) and X_aug.dtype == np.float32
-    assert y_aug.tolist() == [0, 1, 2, 3, 4] * 2
-    flat_aug, _ = mirrored_copies(X.reshape(5, -1), y, (3, 4, 6))  # flat rows: same images
-    assert np.array_equal(flat_aug, X_aug.reshape(10, -1))
-    with pytest.raises(ValueError, match="pass image_shape"):
-        mirrored_copies(X.reshape(5, -1), y)
-    with pytest.raises(ValueError, match=r"image_shape \(1, 28, 28\) needs rows of 784 values"):
-        mirrored_copies(X.reshape(5, -1), y, (1, 28, 28))
 
 
 # ---- property-based: random bytes and random mutations of valid files
