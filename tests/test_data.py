@@ -379,16 +379,3 @@ def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"run notebooks/01_data_preparation\.ipynb first "
                                                 r"or call prepare_fashion_mnist\(\)"):
         load_prepared(tmp_path / "nothing.npz")
-
-
-def test_random_mirror_flips_a_random_half_and_keeps_the_input():
-    X = np.arange(200 * 2 * 3, dtype=np.float32).reshape(200, 6)  # 200 flat 2x3 images
-    out = data.random_mirror(X, np.random.default_rng(0), image_shape=(2, 3))
-    flipped = (out != X).any(axis=1)
-    assert out.shape == X.shape and out.dtype == np.float32 and 70 < flipped.sum() < 130
-    assert np.array_equal(out[flipped].reshape(-1, 2, 3), X[flipped].reshape(-1, 2, 3)[..., ::-1])
-    assert np.array_equal(out[~flipped], X[~flipped])
-    assert np.array_equal(X, np.arange(200 * 6, dtype=np.float32).reshape(200, 6))  # input untouched
-    images = X.reshape(200, 1, 2, 3)  # (N, C, H, W): no image_shape needed
-    again = data.random_mirror(images, np.random.default_rng(0))
-    assert np.array_equal(again.reshape(200, 6), out)  # same rng, same images flipped

@@ -24,7 +24,7 @@ from utils import paths
 from utils.checkpoint import atomic_write
 from utils.data_io import Gunzip, read_regular, read_tar_gz
 from utils.errors import DataFileError
-from utils.preprocess import (flatten, mirror, mirrored_copies, random_mirror, scale,  # noqa: F401 (re-exported)
+from utils.preprocess import (flatten, mirror, mirrored_copies, scale,  # noqa: F401 (re-exported)
                               standardize, stratified_split)
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

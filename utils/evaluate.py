@@ -14,6 +14,7 @@ import pandas as pd
 from utils import cli
 from utils.checkpoint import load_model
 from utils.errors import CheckpointError
+from utils.plots_errors import confusion_counts, per_class_table
 from utils.train import evaluate
 
 DATASETS = {784: "fashion_mnist", 3072: "cifar10"}  # for checkpoints older than the "dataset" record
@@ -56,25 +57,6 @@ def test_set(model, meta, data_dir=None):
     return X, y_test, X_raw, list(names)
 
 
-def per_class(y, y_hat, class_names):
-    """Recall, precision, errors and the class each is most often mistaken for, worst recall first."""
-    rows = []
-    k_all = len(class_names)
-    for k, name in enumerate(class_names):
-        true_k, pred_k = y == k, y_hat == k
-        confused = np.bincount(y_hat[true_k & ~pred_k], minlength=k_all)
-        rows.append({"class": name, "recall": (true_k & pred_k).sum() / max(true_k.sum(), 1),
-                     "precision": (true_k & pred_k).sum() / max(pred_k.sum(), 1),
-                     "most confused with": class_names[confused.argmax()] if confused.any() else "-",
-                     "errors": int(confused.sum())})
-    return pd.DataFrame(rows).set_index("class").sort_values("recall", kind="stable")
-
-
-def confusion_matrix(y, y_hat, num_classes):
-    """counts[i, j]: test images of class i predicted as class j."""
-    return np.bincount(y * num_classes + y_hat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
 def report(checkpoint, data_dir=None):
     """Everything the test step reports, as a dict: model, meta, loss, accuracy, per_class, confusion, arrays."""
     model, meta = load_model(checkpoint)
@@ -84,7 +66,7 @@ def report(checkpoint, data_dir=None):
     y_hat = proba.argmax(axis=1)
     return {"model": model, "meta": meta, "loss": loss, "accuracy": acc, "X_test": X, "y_test": y,
             "X_test_raw": X_raw, "proba": proba, "y_hat": y_hat, "class_names": names,
-            "per_class": per_class(y, y_hat, names), "confusion": confusion_matrix(y, y_hat, len(names))}
+            "per_class": per_class_table(y, y_hat, names), "confusion": confusion_counts(y, y_hat, len(names))}
 
 
 def write_figures(r, folder):

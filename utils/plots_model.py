@@ -6,6 +6,7 @@ constant, so the same figures draw Fashion-MNIST's grey 28x28 images and CIFAR-1
 import matplotlib.pyplot as plt
 import numpy as np
 
+from module import evaluating
 from utils.data import CLASS_NAMES
 from utils.plots_data import as_images, grid_shape, image_shape_of, show_image
 
@@ -95,14 +96,11 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES, image_shape=None
     from module import Dropout
     layers = [(i, layer) for i, layer in enumerate(model.layers) if not isinstance(layer, Dropout)]
     images = as_images(X, image_shape)
-    was_training = model.training
-    model.eval()  # Dropout is then the identity, so it is left out of the picture
     outs = []
-    for x in X:
-        model.forward(x[None])
-        outs.append([layer.out[0] for _, layer in layers])
-    if was_training:
-        model.train()
+    with evaluating(model):  # Dropout is then the identity, so it is left out of the picture
+        for x in X:
+            model.forward(x[None])
+            outs.append([layer.out[0] for _, layer in layers])
     names = [f"{i}: {type(layer).__name__} ({'x'.join(map(str, layer.out.shape[1:]))})" for i, layer in layers]
     last_linear = max((c for c, (_, layer) in enumerate(layers) if type(layer).__name__ == "Linear"), default=0)
     cols = len(layers) + 1
@@ -185,12 +183,9 @@ def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps
     Runs the model in eval mode and reads the layer's cached .out (n, F, Ho, Wo); each row has
     its own colour scale, centred on 0 (red: the filter's pattern is present, blue: its opposite).
     """
-    was_training = model.training
-    model.eval()
-    logits = model.forward(X)
+    with evaluating(model):
+        logits = model.forward(X)
     maps = model.layers[layer].out[:, :max_maps]
-    if was_training:
-        model.train()
     n, F = maps.shape[:2]
     fig, axes = plt.subplots(n, F + 1, figsize=(1.05 * (F + 1), 1.2 * n + 0.5), squeeze=False,
                              layout="constrained")

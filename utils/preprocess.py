@@ -113,19 +113,3 @@ def mirrored_copies(X, y, image_shape=None):
         raise ValueError(f"mirrored_copies: X holds {len(X)} samples but y holds {len(y)}")
     flipped = X[..., ::-1] if X.ndim >= 3 else mirror(X, image_shape)
     return np.concatenate([X, flipped]), np.concatenate([y, y])
-
-
-def random_mirror(X, rng, image_shape=None):
-    """Mirror (left to right) a random half of a batch of images: data augmentation on the fly.
-
-    The alternative to mirrored_copies for train(augment=...): the training set keeps its size
-    and each epoch sees a fresh draw of flips. X: images (N, ..., W), or flat rows (N, H * W)
-    with image_shape=(H, W). rng: a np.random.Generator. Returns a new array of X's shape and
-    dtype; X is unchanged. For flat Fashion-MNIST rows:
-    ``augment=lambda X, rng: random_mirror(X, rng, (28, 28))``.
-    """
-    images = X if image_shape is None else X.reshape(len(X), *image_shape)
-    flip = rng.random(len(X)) < 0.5
-    out = images.copy()
-    out[flip] = images[flip, ..., ::-1]
-    return out.reshape(X.shape)

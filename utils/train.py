@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from module import EVAL_BATCH_SIZE, SoftmaxCrossEntropy, check_finite
+from module import EVAL_BATCH_SIZE, SoftmaxCrossEntropy, check_finite, evaluating
 from utils import config
 from utils.checkpoint import load_arrays, load_weights, save_arrays, save_model
 from utils.errors import CheckpointError, ConfigError
@@ -58,17 +58,12 @@ def make_optimizer(hp):
 def evaluate(model, X, y, batch_size=EVAL_BATCH_SIZE):
     """Mean cross-entropy loss and accuracy of the model on (X, y), in eval mode (the mode is restored)."""
     check_finite(X, "evaluate")
-    was_training = model.training
-    model.eval()
     loss_fn, total_loss, correct = SoftmaxCrossEntropy(), 0.0, 0
-    try:
+    with evaluating(model):
         for i in range(0, len(X), batch_size):
             logits = model.forward(X[i:i + batch_size])
             total_loss += loss_fn.forward(logits, y[i:i + batch_size]) * len(logits)
             correct += int((logits.argmax(axis=1) == y[i:i + batch_size]).sum())
-    finally:
-        if was_training:
-            model.train()
     return total_loss / len(X), correct / len(X)
 
 
