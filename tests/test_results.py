@@ -29,7 +29,7 @@ import pytest
 from utils.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-MLP_MEASURED = {0: 0.9019, 1: 0.9018}  # seed: test accuracy
+MLP_MEASURED = {0: 0.9019, 1: 0.9018, 2: 0.9033, 3: 0.9015}  # seed: test accuracy
 MLP_BAND = (0.895, 0.910)
 LENET_MEASURED = {0: 0.9142}
 LENET_BAND = (0.905, 0.925)
