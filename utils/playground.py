@@ -89,7 +89,8 @@ class Playground:
         self._correct += int((logits.argmax(axis=1) == y).sum())
         self._pos += len(idx)
         if self._pos >= len(self._order):
-            self._end_epoch()
+            with np.errstate(over="ignore", invalid="ignore"):  # a net about to diverge: reported by the loss
+                self._end_epoch()
         return True
 
     def _end_epoch(self):
@@ -154,12 +155,13 @@ class Playground:
         changes = {k: v for k, v in changes.items() if self.settings[k] != v}
         if not changes:
             return
+        label = self.label()  # the finished run's settings, before they change
         self.settings.update(changes)
         keys = changes.keys()
         if keys & DATA_KEYS:
             self._load_data()
         if keys & (DATA_KEYS | ARCHITECTURE_KEYS):
-            self.reset()
+            self.reset(label=label)
         else:
             if "dropout" in keys:
                 self._set_dropout()
@@ -184,10 +186,10 @@ class Playground:
         return (f"{s['dataset']} {'-'.join(map(str, self.sizes))} {s['activation']} {opt} lr={s['lr']:g} "
                 f"bs={s['batch_size']} L2={s['l2_lambda']:g}" + (f" drop={s['dropout']:g}" if s["dropout"] else ""))
 
-    def reset(self, archive=True):
-        """New weights (seeded), a fresh optimiser and schedule; the finished run joins the overlay."""
+    def reset(self, archive=True, label=None):
+        """New weights (seeded), a fresh optimiser and schedule; the finished run joins the overlay (as label)."""
         if archive and self.history:
-            self.runs.append((self.label(), list(self.history)))
+            self.runs.append((label or self.label(), list(self.history)))
             del self.runs[:-8]  # the eight latest runs stay readable
         s = self.settings
         n_in, n_out = self.data["X_train"].shape[1], int(self.data["y_train"].max()) + 1

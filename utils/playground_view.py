@@ -109,7 +109,8 @@ class BoundaryImage:
             self.points.append((px, py, y, hollow))
 
     def render(self, model):
-        p = model.predict_proba(self.grid_points)[:, 1]
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged net: NaN shows as "unsure"
+            p = model.predict_proba(self.grid_points)[:, 1]
         idx = (np.nan_to_num(p, nan=0.5) * 255).astype(np.uint8)
         img = BOUNDARY_LUT[idx].reshape(self.grid, self.grid, 3)
         img = img.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
