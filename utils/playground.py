@@ -5,7 +5,7 @@
     pg.run(epochs=20)              # or press Play; pg.set(lr=0.1) as moving the slider does
 
 Training runs as an asyncio task on the kernel's own event loop, one chunk of steps
-(about 30 ms) at a time: between chunks the kernel handles widget messages, so a moved
+(about 20 ms) at a time: between chunks the kernel handles widget messages, so a moved
 slider takes effect at the next step, and no lock is needed because model, optimiser and
 widgets are only ever touched from the kernel's one thread. Figures are PNG images built
 with NumPy and PIL (the decision boundary, the first-layer templates) or with matplotlib
@@ -33,8 +33,8 @@ DATA_KEYS = {"dataset", "noise", "val_share", "seed"}
 ARCHITECTURE_KEYS = {"hidden_layers", "units", "activation"}
 OPTIMIZER_KEYS = {"momentum", "nesterov", "beta1", "beta2"}
 SCHEDULE_KEYS = {"lr", "lr_schedule", "decay_factor", "decay_steps"}
-CHUNK_SECONDS = 0.03   # training work between two looks at the kernel's messages
-FRAME_SECONDS = 0.08   # at most ~12 boundary redraws a second
+CHUNK_SECONDS = 0.02   # training work between two looks at the kernel's messages
+FRAME_SECONDS = 0.06   # at most ~16 boundary redraws a second
 STATS_SECONDS = 0.25   # curves and histograms: matplotlib is slower, so 4 a second
 
 
