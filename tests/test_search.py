@@ -157,8 +157,8 @@ def test_killed_worker_resumes_with_the_remaining_points_only(tmp_path, quick_he
     before = {t.number: (t.value, t.datetime_complete) for t in study.get_trials(states=(TrialState.COMPLETE,))}
     orphans = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
     assert 2 <= len(before) < 8 and len(orphans) <= 1, errors.read_text()
-    written = pd.read_csv(tmp_path / "run" / search.RESULTS_CSV)  # written as trials finished, not at the end
-    assert (written.state == "complete").sum() >= 2
+    written = pd.read_csv(tmp_path / "run" / search.RESULTS_CSV)  # written as trials finished, not at the end:
+    assert (written.state == "complete").sum() >= len(before) - 1  # the kill may beat the last one's CSV
 
     table = search.run_search(study_name="killed", out_dir=tmp_path / "run", workers=1, progress=False)
     study = load(tmp_path / "run", "killed")

@@ -126,7 +126,7 @@ def open_study(url, study_name, settings, given):
                               f"not {settings[name]!r}; leave {name} out (or use the same config) to continue it, "
                               f"or choose another study name or storage")
     study = load_study(storage, study_name, stored)
-    refill(study, stored)
+    refill(study, stored, opener=True)
     return study, stored, created
 
 
@@ -140,35 +140,43 @@ def fail_lost(study):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # A worker's first act in a trial is a heartbeat, then the "worker" tag (see _objective).
+        # A worker's first act in a trial is a heartbeat, then the "worker" tag (see _objective), so
+        # an untagged trial may have no heartbeat to go stale. Ten grace periods: clocks of machines differ.
         if "worker" not in t.user_attrs and (datetime.now() - t.datetime_start).total_seconds() > \
-                search_storage.HEARTBEAT["grace_period"]:
+                10 * search_storage.HEARTBEAT["grace_period"]:
             try:
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
                 pass  # another process got there first
 
 
-def refill(study, settings):
-    """Fail lost trials; enqueue every grid point that no trial holds. Returns the trials left to start.
+def refill(study, settings, opener=False):
+    """Fail lost trials; enqueue the grid points that no trial holds. Returns (waiting, pending).
 
-    With pruning, the reference points run first, all of them, so the pruner never waits.
+    waiting: trials left to start now (tpe: the budget left); pending: points held back.
+    With pruning, the reference points run first, all of them, so the pruner never waits for
+    them. The other points are enqueued by an opener (the process starting the search, or the
+    worker that saw a trial finish), else by anyone a minute after the last reference trial
+    finished: processes that all enqueued at that instant would enqueue every point twice.
     """
     fail_lost(study)
     trials = study.get_trials(deepcopy=False)
     holding = [t for t in trials if t.state in HOLDING]
     if settings["mode"] == "tpe":
-        return settings["n_trials"] - len(holding)
+        return settings["n_trials"] - len(holding), 0
     held = {t.user_attrs.get("point") for t in holding}
     errors = Counter(t.user_attrs.get("point") for t in trials if "error" in t.user_attrs)
+    missing = [p for p in grid_points(settings) if point_key(p) not in held and errors[point_key(p)] < MAX_ERRORS]
     reference = reference_points(settings)
-    finished = {t.user_attrs.get("point") for t in trials if t.state in FINISHED}
-    phase_one = bool(reference - finished)
-    for params in grid_points(settings):
-        key = point_key(params)
-        if key not in held and errors[key] < MAX_ERRORS and (key in reference or not phase_one):
-            study.enqueue_trial(params, user_attrs={"point": key})
-    return sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    done = [t for t in trials if t.state in FINISHED and t.user_attrs.get("point") in reference]
+    given_up = {k for k, n in errors.items() if n >= MAX_ERRORS}
+    if reference - {t.user_attrs["point"] for t in done} - given_up:  # phase one: the reference points only
+        missing = [p for p in missing if point_key(p) in reference]
+    elif not opener and done and (datetime.now() - max(t.datetime_complete for t in done)).total_seconds() < 60:
+        return sum(t.state == TrialState.WAITING for t in trials), len(missing)
+    for params in missing:
+        study.enqueue_trial(params, user_attrs={"point": point_key(params)})
+    return sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)), 0
 
 
 class ReferencePruner(optuna.pruners.BasePruner):
@@ -223,9 +231,6 @@ def _load_base_data(settings):
     prepared = getattr(datasets, "PREPARED_PATH", None)
     if d == standard and settings["seed"] == 0 and prepared is not None and Path(prepared).is_file():
         return datasets.load_prepared(prepared)
-    if not hasattr(datasets, "prepare"):  # TEMPORARY, until utils.data.prepare (used by config.load_data) exists
-        prepare = {"fashion_mnist": datasets.prepare_fashion_mnist, "cifar10": datasets.prepare_cifar10}[d["dataset"]]
-        return prepare(val_size=d["val_size"], seed=settings["seed"])
     from utils.config import load_data
     return load_data({"data": d, "seed": settings["seed"], "model": {"builder": "mlp"}})
 
@@ -331,16 +336,17 @@ def work(url, study_name, worker=0, threads=1, on_trial=None):
     def after_trial(study, trial):
         if on_trial is not None:
             on_trial()
-        if refill(study, settings) <= 0:
+        if refill(study, settings, opener=True)[0] <= 0:
             study.stop()
 
     with threadpool_limits(limits=threads):
         while True:
-            if refill(study, settings) > 0:
+            waiting, pending = refill(study, settings)
+            if waiting > 0:
                 data = data or load_search_data(settings)
                 study.optimize(lambda trial: _objective(trial, settings, data), callbacks=[after_trial],
                                catch=(_Skip,), gc_after_trial=False)
-            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            elif pending or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 time.sleep(POLL_SECONDS)
                 if on_trial is not None:
                     on_trial()

@@ -34,11 +34,14 @@ def results_table(study):
     trials = study.get_trials(deepcopy=False)
     names = list(study.user_attrs.get("search", {}).get("space", {}))
     held = {t.user_attrs.get("point") for t in trials if t.state in HOLDING}
-    rows = []
+    rows, seen = [], set()
     for t in trials:
         point = t.user_attrs.get("point")
         if "skipped" in t.user_attrs or (t.state == TrialState.FAIL and point is not None and point in held):
             continue
+        if t.state == TrialState.WAITING and point in seen:
+            continue  # enqueued twice at one instant: it will be skipped
+        seen.add(point)
         params = decode(t.params or (json.loads(point) if point else {}))
         if not params:
             continue  # failed before its parameters were chosen
