@@ -142,7 +142,6 @@ def test_existing_results_are_never_replaced_silently(tmp_path, monkeypatch):
 
 
 def test_by_default_a_fresh_run_folder_and_never_log(tmp_path, monkeypatch):
-    committed = {p: p.read_bytes() for p in (ROOT / "log").glob("*") if p.is_file()}
     monkeypatch.setenv("NN_LOG_DIR", str(tmp_path / "log"))
     search.run_search(ONE_POINT, study_name="fresh", **TINY)
     search.run_search(ONE_POINT, study_name="fresh", **TINY)  # a second run: a second folder
@@ -150,7 +149,7 @@ def test_by_default_a_fresh_run_folder_and_never_log(tmp_path, monkeypatch):
     assert len(runs) == 2 and all(r.name.startswith("fresh-") for r in runs)
     assert all((r / search.RESULTS_CSV).is_file() and (r / search.BEST_JSON).is_file() and (r / "search.db").is_file()
                for r in runs)
-    assert {p: p.read_bytes() for p in committed} == committed
+    assert {p.name for p in (tmp_path / "log").iterdir()} == {"runs"}  # nothing beside the run folders
 
 
 @pytest.fixture

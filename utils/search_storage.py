@@ -130,8 +130,15 @@ def _open_storage(url):
 
 
 def describe(e):
-    """One line about a storage error; the advice that works for a full disk."""
-    text = f"{type(e).__name__}: {str(getattr(e, 'orig', None) or e).strip().splitlines()[0] if str(e).strip() else ''}"
+    """One line about a storage error, from the database's own message; the advice that works for a full disk.
+
+    Optuna wraps database errors in StorageInternalError ("An exception is raised during the
+    commit ..."); the cause it wraps says what happened, e.g. "database or disk is full".
+    """
+    while e.__cause__ is not None or getattr(e, "orig", None) is not None:
+        e = getattr(e, "orig", None) or e.__cause__
+    lines = str(e).strip().splitlines()
+    text = f"{type(e).__name__}: {lines[0] if lines else ''}"
     if "full" in text or "No space" in text:
         text += (" -- the disk is full. The storage is a database, so every finished trial is kept; free some "
                  "space and run the same command again to resume")
