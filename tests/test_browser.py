@@ -74,6 +74,11 @@ def lab(tmp_path_factory):
     settings.mkdir(parents=True)
     # Every cell stays in the page (no windowing), so the test sees every widget.
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    # No question about Jupyter news (it would cover the screenshots) and no fetching it.
+    apputils = folder / ".settings" / "@jupyterlab" / "apputils-extension"
+    apputils.mkdir(parents=True)
+    (apputils / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
+                                                                           "checkForUpdates": False}))
     port, token = _free_port(), os.urandom(12).hex()
     args = (f"--no-browser --ip 127.0.0.1 --port {port} --ServerApp.port_retries=0 "
             f"--IdentityProvider.token={token} --LabApp.expose_app_in_browser=True "
@@ -131,7 +136,8 @@ def browser():
 @pytest.fixture(scope="module")
 def shots():
     if os.environ.get("NN_SCREENSHOTS") == "1":
-        return ROOT / "static"
+        yield ROOT / "static"
+        return
     folder = Path(tempfile.mkdtemp(prefix="nn-screenshots-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
@@ -152,7 +158,7 @@ def notebooks(browser, lab):
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell && "
                            "window.jupyterapp.commands.hasCommand('docmanager:open')", timeout=120_000)
     # Every extension (the widget renderer among them) is loaded once the app is restored.
-    page.evaluate("async () => { await window.jupyterapp.restored; }")
+    page.evaluate("async () => { await window.jupyterapp.restored; window.jupyterapp.shell.collapseLeft(); }")
     ids, ran = {}, {}
     for key, path in NOTEBOOKS.items():
         begin = time.monotonic()

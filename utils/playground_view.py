@@ -274,7 +274,7 @@ class PlaygroundView:
             else:  # sliders send their value when released, not at every pixel of a drag
                 extra = {} if kind is widgets.Dropdown else {"continuous_update": False}
                 w = kind(value=pg.settings[key], description=description, style={"description_width": "120px"},
-                         layout=widgets.Layout(width="330px"), **extra, **options)
+                         layout=widgets.Layout(width="370px"), **extra, **options)
             w.observe(self._on_change, "value")
             self.controls[key] = w
         self.buttons = {name: widgets.Button(description=name, icon=icon, layout=widgets.Layout(width="80px"))
@@ -286,17 +286,19 @@ class PlaygroundView:
                              ("Reset", pg.reset), ("Clear runs", pg.clear_runs)):
             self.buttons[name].on_click(lambda _, action=action: action())
         self.status = widgets.HTML()
-        self.caption = widgets.HTML()
-        self.picture = widgets.Image(format="png")
-        self.stats = widgets.Image(format="png")
+        self.caption = widgets.HTML(layout=widgets.Layout(width="240px"))
+        self.picture = widgets.Image(format="png", layout=widgets.Layout(width="240px", min_width="240px"))
+        self.stats = widgets.Image(format="png", layout=widgets.Layout(min_width="620px"))
         self.stats_figure, self._boundary, self._boundary_data = StatsFigure(), None, None
         panels = [widgets.VBox([widgets.HTML(f"<b>{title}</b>"), *(self.controls[k] for k in keys)])
                   for title, keys in GROUPS.items()]
         self.widget = widgets.HBox([
-            widgets.VBox(panels, layout=widgets.Layout(width="350px")),
+            widgets.VBox(panels, layout=widgets.Layout(width="380px", min_width="380px")),
             widgets.VBox([widgets.HBox(list(self.buttons.values())), self.status,
-                          widgets.HBox([widgets.VBox([self.caption, self.picture]), self.stats])]),
-        ])
+                          widgets.HBox([widgets.VBox([self.caption, self.picture],
+                                                     layout=widgets.Layout(width="250px", min_width="250px")),
+                                        self.stats], layout=widgets.Layout(flex_flow="row wrap"))]),
+        ], layout=widgets.Layout(flex_flow="row wrap"))  # on a narrow screen the figures go below the controls
         # CSS classes name the parts for the browser test (tests/test_browser.py) and for styling.
         for key, w in self.controls.items():
             w.add_class(f"pg-{key}")
