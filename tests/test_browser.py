@@ -19,7 +19,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -206,7 +205,8 @@ def assert_no_errors(page):
 def dom_counts(page, root):
     return page.evaluate("""root => {
         const q = s => [...document.querySelectorAll(root)].reduce((n, r) => n + r.querySelectorAll(s).length, 0);
-        return {slider: q('.widget-slider'), button: q('button.jupyter-button'), dropdown: q('.widget-dropdown select'),
+        return {slider: q('.widget-slider'), button: q('button.jupyter-button'),
+                dropdown: q('.widget-dropdown select'),
                 checkbox: q('.widget-checkbox input'), text: q('.widget-text input'), image: q('img.widget-image')};
     }""", root)
 

@@ -198,7 +198,8 @@ class Playground:
         self.model = mlp(self.sizes, s["activation"], rng=init_rng)
         self._dropout_rng = init_rng
         self._set_dropout()
-        self.loss_fn, self.optimizer, self._schedule = SoftmaxCrossEntropy(), self._make_optimizer(), self._make_schedule()
+        self.loss_fn = SoftmaxCrossEntropy()
+        self.optimizer, self._schedule = self._make_optimizer(), self._make_schedule()
         self._rng = np.random.default_rng(s["seed"] + 1)  # shuffling, apart from the initialisation
         self.steps, self.epoch, self._pos, self.history = 0, 0, 0, []
         self.model.predict_proba(self.data["X_val"][:1000])  # the initial activations, for the histograms
@@ -244,7 +245,8 @@ class Playground:
     def _make_schedule(self):
         s = self.settings
         # The cosine schedule reaches 0 after decay_steps steps (there is no fixed end to a playground run).
-        return lr_schedule(s["lr"], s["lr_schedule"], s["decay_factor"], s["decay_steps"], total_steps=s["decay_steps"])
+        return lr_schedule(s["lr"], s["lr_schedule"], s["decay_factor"], s["decay_steps"],
+                           total_steps=s["decay_steps"])
 
     # ---- display
 

@@ -345,7 +345,9 @@ class PlaygroundView:
 
     def update_status(self):
         pg, last = self.pg, (self.pg.history[-1] if self.pg.history else None)
-        lr = f"lr {pg.settings['lr']:g}" + ("" if pg.settings["lr_schedule"] == "constant" else f" (now {pg.optimizer.lr:.3g})")
+        lr = f"lr {pg.settings['lr']:g}"
+        if pg.settings["lr_schedule"] != "constant":
+            lr += f" (now {pg.optimizer.lr:.3g})"
         parts = [f"epoch {pg.epoch}", f"step {pg.steps}", lr,
                  f"batch size {pg.settings['batch_size']}"]
         if last:

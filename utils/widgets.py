@@ -124,7 +124,8 @@ def slider_values(sliders):
             try:
                 value = [int(s) for s in value.replace(",", "-").replace(" ", "").split("-") if s]
             except ValueError:
-                raise ValueError(f"hidden sizes: expected numbers separated by '-', e.g. 512-256, got {w.value!r}") from None
+                raise ValueError(f"hidden sizes: expected numbers separated by '-', e.g. 512-256, "
+                                 f"got {w.value!r}") from None
         section = "model" if key in MODEL_KEYS else "train"
         (model if section == "model" else train)[key] = _check(section, key, value)
     if train.get("nesterov") and (train.get("optimizer") != "sgd" or train.get("momentum") == 0):
@@ -160,8 +161,9 @@ class TrainingPanel:
         self.model = self.history = self.settings = None
         for w in self.sliders.values():
             w.observe(lambda _: self._describe(), "value")
+        columns = list(self.sliders.values())
         self.widget = widgets.VBox([
-            widgets.HBox([widgets.VBox(list(self.sliders.values())[:7]), widgets.VBox(list(self.sliders.values())[7:])]),
+            widgets.HBox([widgets.VBox(columns[:7]), widgets.VBox(columns[7:])]),
             widgets.HBox([self.button, self.quick]), self.status, self.curves])
         for key, w in self.sliders.items():  # CSS classes for the browser test (tests/test_browser.py)
             w.add_class(f"tp-{key}")
