@@ -12,15 +12,14 @@ with NumPy and PIL (the decision boundary, the first-layer templates) or with ma
 artists updated in place (curves and histograms); see utils/playground_view.py.
 """
 import asyncio
-import math
 import time
 
 import numpy as np
 
 from module import Dropout, Linear, SoftmaxCrossEntropy, mlp
-from utils.optim import OPTIMIZERS, l2_regularize, lr_schedule
+from utils.optim import OPTIMIZERS, lr_schedule
 from utils.toy_data import make_dataset
-from utils.train import evaluate
+from utils.train import TrainingDiverged, evaluate, train_step
 
 DEFAULTS = {
     "dataset": "spirals", "noise": 0.05, "val_share": 0.5, "seed": 0,        # data (and the initial weights)
@@ -73,17 +72,13 @@ class Playground:
         idx = self._order[self._pos:self._pos + self.settings["batch_size"]]
         X, y = self.data["X_train"][idx], self.data["y_train"][idx]
         self.optimizer.lr = self._schedule(self.steps)
-        with np.errstate(over="ignore", invalid="ignore"):
-            logits = self.model.forward(X)
-            loss = self.loss_fn.forward(logits, y)
-            if not math.isfinite(loss):
-                self.message = (f"diverged at step {self.steps} (loss {loss}): lower the learning rate, "
-                                "then press Reset")
-                self.running = False
-                return False
-            self.model.backward(self.loss_fn.backward(), need_dx=False)
-            l2_regularize(self.model, self.settings["l2_lambda"])
-            self.optimizer.step(self.model)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, logits = train_step(self.model, self.loss_fn, X, y, self.optimizer, self.settings["l2_lambda"])
+        except TrainingDiverged as e:
+            self.message = f"diverged at step {self.steps} ({e}): lower the learning rate, then press Reset"
+            self.running = False
+            return False
         self.steps += 1
         self._loss_sum += loss * len(idx)
         self._correct += int((logits.argmax(axis=1) == y).sum())

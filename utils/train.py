@@ -67,6 +67,18 @@ def evaluate(model, X, y, batch_size=EVAL_BATCH_SIZE):
     return total_loss / len(X), correct / len(X)
 
 
+def train_step(model, loss_fn, X_batch, y_batch, optimizer, l2_lambda):
+    """One mini-batch of gradient descent; returns (loss, logits). The model must be in train mode."""
+    logits = model.forward(X_batch)                    # forward
+    loss = loss_fn.forward(logits, y_batch)            # loss
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"the training loss became {loss} (lr={optimizer.lr:.3g})")
+    model.backward(loss_fn.backward(), need_dx=False)  # backward: every layer's grads
+    l2_regularize(model, l2_lambda)                    # + l2_lambda * W
+    optimizer.step(model)                              # step
+    return loss, logits
+
+
 def train_epoch(model, X, y, optimizer, schedule, hp, rng, it=0):
     """One pass over the training data in a fresh random order; returns (mean loss, accuracy, it).
 
@@ -80,13 +92,10 @@ def train_epoch(model, X, y, optimizer, schedule, hp, rng, it=0):
         idx = order[first:first + batch_size]
         X_batch, y_batch = X[idx], y[idx]              # a gather per batch beats shuffling all of X
         optimizer.lr = schedule(it)
-        logits = model.forward(X_batch)                # forward
-        loss = loss_fn.forward(logits, y_batch)        # loss
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"the training loss became {loss} at iteration {it} (lr={optimizer.lr:.3g})")
-        model.backward(loss_fn.backward(), need_dx=False)  # backward: every layer's grads
-        l2_regularize(model, hp["l2_lambda"])          # + l2_lambda * W
-        optimizer.step(model)                          # step
+        try:
+            loss, logits = train_step(model, loss_fn, X_batch, y_batch, optimizer, hp["l2_lambda"])
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"{e} at iteration {it}") from None
         loss_sum += loss * len(idx)
         correct += int((logits.argmax(axis=1) == y_batch).sum())
         it += 1
