@@ -31,7 +31,7 @@ from utils.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 MLP_MEASURED = {0: 0.9019, 1: 0.9018, 2: 0.9033, 3: 0.9015}  # seed: test accuracy
 MLP_BAND = (0.895, 0.910)
-LENET_MEASURED = {0: 0.9142}
+LENET_MEASURED = {0: 0.9108}  # notebook 05 on 2026-11-29; the old, differently seeded initialisation gave 0.9142 (0.9170 on another CPU)
 LENET_BAND = (0.905, 0.925)
 
 
