@@ -3,8 +3,8 @@
     python -m bench.bench_pipeline              # both
     python -m bench.bench_pipeline --search     # only the search (into a temporary folder)
 
-The search runs its default grid (4 learning rates x 3 layer sizes x 4 L2 strengths) with
-its default settings and pruning (as notebook 02 runs it), with 1 worker and with all cores, each into a fresh temporary
+The search runs configs/search_fashion.toml (4 learning rates x 3 layer sizes x 4 L2 strengths,
+pruned, as notebook 02 runs it), with 1 worker and with all cores, each into a fresh temporary
 folder, so the speed-up of the parallel workers shows. `make run` executes the notebooks
 for real, as a user would, and so rewrites them with fresh outputs. Peak memory is the
 largest resident set of any process the command started (getrusage of the children).
@@ -46,9 +46,9 @@ def main():
     rows = []
     if args.search or both:
         for workers in (1, os.cpu_count()):
-            with tempfile.TemporaryDirectory() as log_dir:
-                seconds, rss, _ = timed([sys.executable, "-m", "utils.search", "--quiet", "--prune",
-                                         "--workers", str(workers), "--log-dir", log_dir])
+            with tempfile.TemporaryDirectory() as out:
+                seconds, rss, _ = timed([sys.executable, "-m", "utils.search", "--quiet",
+                                         "--workers", str(workers), "--out", out])
             rows.append((f"48-point grid search, {workers} worker{'s' * (workers > 1)}", seconds, rss))
     if args.run or both:
         seconds, rss, output = timed(["make", "run"])
