@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The lessons, stored with their outputs (06_exercises is stored unexecuted, for the reader to fill in).
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[1-5]_*.ipynb"))
-DECIMAL = re.compile(r"(?<![\w.])(\d+\.\d+)(?![\w.])")
+DECIMAL = re.compile(r"(?<![\w.])(\d+\.\d+)(?!\w|\.\d)")  # "0.9019." counts, "1.2.3" does not
 LATEX = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", re.S)
 
 
@@ -40,11 +40,11 @@ def output_text(cells):
 
 def test_the_number_check_sees_stale_numbers_and_skips_latex():
     cells = [{"cell_type": "markdown", "source": ["Accuracy 0.9019, $\\eta = 0.03$ and\n",
-                                                  "$$x = 1.5$$ then 2.38 s; version 1.2.3."]},
+                                                  "$$x = 1.5$$ then 2.38 s; version 1.2.3; it ends at 0.25."]},
              {"cell_type": "code", "source": [], "outputs": [{"output_type": "stream", "text": ["0.9019\n"]}]}]
-    assert markdown_decimals(cells) == {"0.9019": 0, "2.38": 0}
+    assert markdown_decimals(cells) == {"0.9019": 0, "2.38": 0, "0.25": 0}
     stale = [n for n in markdown_decimals(cells) if n not in output_text(cells)]
-    assert stale == ["2.38"]
+    assert stale == ["2.38", "0.25"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
