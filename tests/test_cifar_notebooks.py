@@ -2,9 +2,9 @@
 
 The data are random bytes in the official binary format (tests/cifar_fake.py), so every shape,
 file name and class name is CIFAR-10's while the models learn nothing (about 10% accuracy;
-the notebooks assert no accuracy). To keep the run to minutes, an IPython start-up file
-shortens the training the configs ask for (2 epochs for the MLP, 1 for LeNet-5, a search on
-2,000 images for 2 epochs); the notebooks themselves run unchanged. About 15 minutes on two
+the notebooks assert no accuracy). To keep the run to minutes, NN_SET shortens the training
+the configs ask for (2 epochs, a search on 2,000 images for 2 epochs); the notebooks
+themselves run unchanged. About 15 minutes on two
 busy cores, so only with NN_SLOW_TESTS=1.
 """
 import json
@@ -19,32 +19,15 @@ from tests.cifar_fake import CLASSES, write_fake_cifar10
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[1-5]_*.ipynb"))
-SHORTEN = '''
-import utils.config as _config
-_for_notebook = _config.for_notebook
-
-
-def _short(kind, dataset=None):
-    cfg = _for_notebook(kind, dataset)
-    cfg["train"]["num_epochs"] = 2 if kind == "mlp" else 1
-    if kind == "search":
-        cfg["search"].update(train_size=2000, num_epochs=2)
-    return cfg
-
-
-_config.for_notebook = _short
-'''
+SHORTEN = "train.num_epochs=2 search.train_size=2000 search.num_epochs=2"  # NN_SET: minutes, not hours
 
 
 @pytest.mark.skipif(os.environ.get("NN_SLOW_TESTS") != "1", reason="about 15 minutes; set NN_SLOW_TESTS=1")
 def test_notebooks_run_on_a_full_size_cifar10(tmp_path):
     write_fake_cifar10(tmp_path / "data")
-    startup = tmp_path / "ipython" / "profile_default" / "startup"
-    startup.mkdir(parents=True)
-    (startup / "00-shorten.py").write_text(SHORTEN)
     env = {**os.environ, "DATASET": "cifar10", "NN_DATA_DIR": str(tmp_path / "data"),
            "NN_LOG_DIR": str(tmp_path / "log"), "NN_STATIC_DIR": str(tmp_path / "static"),
-           "IPYTHONDIR": str(tmp_path / "ipython"), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+           "NN_SET": SHORTEN, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     (tmp_path / "log").mkdir()
     for notebook in NOTEBOOKS:
         out = tmp_path / notebook.name
