@@ -11,21 +11,25 @@ def rel_error(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-8)))
 
 
-def numerical_gradient(f, x, h=1e-5):
+def numerical_gradient(f, x, h=1e-5, indices=None):
     """Central-difference gradient of the scalar function f() with respect to the array x.
 
-    x is changed in place, one element at a time, and restored.
+    x is changed in place, one element at a time, and restored. indices: flat indices of the
+    elements to perturb (a spot check of a large array); then an array of their gradients
+    is returned instead of one shaped like x.
     """
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
+    chosen = range(x.size) if indices is None else indices
+    grad = np.zeros(len(chosen), dtype=x.dtype)
+    for j, flat_index in enumerate(chosen):
+        i = np.unravel_index(flat_index, x.shape)  # works for any memory layout, views included
         old = x[i]
         x[i] = old + h
         f_plus = f()
         x[i] = old - h
         f_minus = f()
         x[i] = old
-        grad[i] = (f_plus - f_minus) / (2 * h)
-    return grad
+        grad[j] = (f_plus - f_minus) / (2 * h)
+    return grad.reshape(x.shape) if indices is None else grad
 
 
 def check_layer(layer, x, rng=None, h=1e-5):
