@@ -110,7 +110,7 @@ def main(argv=None):
     print(f"test loss {r['loss']:.4f}, test accuracy {r['accuracy']:.4f} ({round(r['accuracy'] * n)} of {n})\n")
     print(r["per_class"].round(3).to_string(), "\n")
     width = max(map(len, r["class_names"]))
-    print("confusion matrix (rows: true class, columns: predicted, in the order above's names)")
+    print("confusion matrix (rows: true class; columns: predicted class, numbered as the rows are ordered)")
     confusion = pd.DataFrame(r["confusion"], index=[c.rjust(width) for c in r["class_names"]],
                              columns=[str(i) for i in range(len(r["class_names"]))])
     print(confusion.to_string())
