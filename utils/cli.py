@@ -32,9 +32,15 @@ def refuse_overwrite(path, flag="--overwrite"):
                               f"or choose another folder with --out")
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, except None: there the help text says what leaving it out means."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parser(description, epilog=None):
-    return argparse.ArgumentParser(description=description, epilog=epilog,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(description=description, epilog=epilog, formatter_class=_ShowDefaults)
 
 
 def run(main, argv=None):
@@ -56,14 +62,13 @@ def train_main(argv=None):
 def _train(argv):
     from threadpoolctl import threadpool_limits
 
-    from utils.config import DEFAULT_EXPERIMENT, build_model, config_path, describe, load_config, load_data, \
-        parse_assignments
+    from utils.config import DEFAULT_EXPERIMENT, build_model, describe, load_config, load_data, parse_assignments
     from utils.train import evaluate, train
 
     p = parser("Train the model an experiment config describes; print its history and test accuracy.",
                epilog="The checkpoint records the whole experiment, so python -m utils.evaluate CHECKPOINT "
                       "can test it later. Nothing is replaced unless --overwrite (or --resume) is given.")
-    p.add_argument("--config", default=str(config_path(DEFAULT_EXPERIMENT)), help="experiment config (.toml)")
+    p.add_argument("--config", default=DEFAULT_EXPERIMENT, help="experiment config: a name in configs/ or a path")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="change the config, e.g. --set lr=0.01 num_epochs=5 model.hidden_sizes=[256,128]")
     p.add_argument("--out", help="output folder (default: a new log/runs/<name>-<time>/); "
