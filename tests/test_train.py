@@ -189,3 +189,10 @@ def test_a_tampered_resume_file_is_refused_before_anything_changes(change, messa
     with pytest.raises(CheckpointError, match=message):
         train(model, *toy, num_epochs=2, progress=False, resume=True, checkpoint_path=tmp_path / "best.npz")
     assert all(np.array_equal(before[k], v) for k, v in model.params.items())
+
+
+def test_numpy_numbers_are_valid_hyperparameters():
+    """A seed from np.arange or an lr from np.logspace works as before; NumPy's bools too, and stay bools."""
+    hp = hyperparameters(seed=np.int64(3), lr=np.float64(0.01), batch_size=np.int32(64), nesterov=np.bool_(True))
+    assert (hp["seed"], hp["lr"], hp["batch_size"], hp["nesterov"]) == (3, 0.01, 64, True)
+    assert type(hp["seed"]) is int and type(hp["lr"]) is float and type(hp["nesterov"]) is bool

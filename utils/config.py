@@ -14,8 +14,11 @@ command lines and the notebooks' sliders all check their values through check_va
 """
 import difflib
 import math
+import numbers
 import tomllib
 from pathlib import Path
+
+import numpy as np
 
 from module import ACTIVATIONS, lenet5, mlp
 from utils.errors import ConfigError
@@ -33,8 +36,9 @@ def _number(low, high, *, integer=False, low_open=False, high_open=False):
     expected = f"{kind} in {left}{low:g}, {high:g}{right}"
 
     def check(v):
-        ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
-        if isinstance(v, bool) or not ok_type or not math.isfinite(v):
+        # NumPy's numbers count too (a seed from np.arange, an lr from np.logspace); bools do not.
+        ok_type = isinstance(v, numbers.Integral if integer else numbers.Real)
+        if isinstance(v, (bool, np.bool_)) or not ok_type or not math.isfinite(v):
             raise ValueError(expected)
         if v < low or (low_open and v == low) or v > high or (high_open and v == high):
             raise ValueError(expected)
@@ -55,9 +59,9 @@ def _choice(*options):
 
 
 def _boolean(v):
-    if not isinstance(v, bool):
+    if not isinstance(v, (bool, np.bool_)):
         raise ValueError(_boolean.expected)
-    return v
+    return bool(v)
 
 
 _boolean.expected = "true or false"
@@ -65,19 +69,26 @@ _boolean.expected = "true or false"
 
 def _sizes(v):
     if (not isinstance(v, (list, tuple)) or not 1 <= len(v) <= 20
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 65536 for s in v)):
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) and 1 <= s <= 65536
+                       for s in v)):
         raise ValueError(_sizes.expected)
     return [int(s) for s in v]
 
 
 _sizes.expected = "a list of 1 to 20 integers in [1, 65536], e.g. [64, 32]"
 
+
+def _text(v):
+    if not isinstance(v, str) or not 0 < len(v) <= 200 or "/" in v or "\\" in v or v.startswith("."):
+        raise ValueError(_text.expected)
+    return v
+
+
+_text.expected = "a short text without slashes, e.g. \"mlp_fashion\""
+
 SCHEMA = {
-    "": {
-        "name": _choice,  # replaced below: any short text
-        "checkpoint": None, "seed": _number(0, 2 ** 32 - 1, integer=True),
-        "extends": None, "experiment": None,
-    },
+    "": {"name": _text, "checkpoint": _text, "seed": _number(0, 2 ** 32 - 1, integer=True),
+         "extends": _text, "experiment": _text},
     "data": {
         "dataset": _choice("fashion_mnist", "cifar10"),
         "val_size": _number(1, 100000, integer=True),
@@ -114,14 +125,6 @@ SCHEMA = {
 }
 
 
-def _text(v):
-    if not isinstance(v, str) or not 0 < len(v) <= 200 or "/" in v or "\\" in v or v.startswith("."):
-        raise ValueError(_text.expected)
-    return v
-
-
-_text.expected = "a short text without slashes, e.g. \"mlp_fashion\""
-SCHEMA[""].update(name=_text, checkpoint=_text, extends=_text, experiment=_text)
 REQUIRED = {"": {"name", "seed", "checkpoint"}, "data": set(SCHEMA["data"]), "model": {"builder"},
             "train": set(SCHEMA["train"])}
 
