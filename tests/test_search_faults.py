@@ -218,6 +218,32 @@ def _alive(pid):
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc (Linux)")
+def test_a_storage_error_optuna_hides_behind_an_assertion_is_still_named(tmp_path, monkeypatch):
+    """When recording a trial's end fails (a full disk), Optuna's optimize loop ends in
+    "AssertionError: Should not reach." raised while handling the storage error: the search
+    must still say what happened and how to go on, as it does for a plain storage error."""
+    import optuna
+    import sqlite3
+
+    def work(*args, **kwargs):
+        try:
+            try:
+                raise sqlite3.OperationalError("database or disk is full")
+            except sqlite3.OperationalError as e:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from e
+        except optuna.exceptions.StorageInternalError:
+            raise AssertionError("Should not reach.")
+
+    monkeypatch.setattr(search, "work", work)
+    with pytest.raises(SearchError, match="database or disk is full -- the disk is full.*free some space"):
+        search.run_search({"lr": [0.1]}, "grid", out_dir=tmp_path / "run", workers=1, train_size=100, num_epochs=1,
+                          progress=False)
+    monkeypatch.setattr(search, "work", lambda *a, **k: (_ for _ in ()).throw(AssertionError("a real bug")))
+    with pytest.raises(AssertionError, match="a real bug"):  # anything else is not dressed up as a storage error
+        search.run_search({"lr": [0.1]}, "grid", out_dir=tmp_path / "run2", workers=1, train_size=100,
+                          num_epochs=1, progress=False)
+
+
 def test_workers_end_with_their_parent(tmp_path):
     config = grid_config(tmp_path / "orphans.toml", "orphans", epochs=6, train_size=3000)
     cmd, env = cli("--config", config, "--workers", 2, out=tmp_path / "run")

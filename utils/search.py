@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from utils import config
 from utils.errors import ConfigError, SearchError
 from utils.search_engine import MODEL_KEYS, child_main, grid_points, open_study, work
-from utils.search_storage import describe, make_folder, masked, open_storage, sqlite_path, storage_errors, storage_url
+from utils.search_storage import (describe, make_folder, masked, open_storage, sqlite_path, storage_error_in,
+                                  storage_url)
 from utils.search_results import (BEST_JSON, RESULTS_CSV, best_config, load_best, plot_search_curves,  # noqa: F401
                                   plot_search_heatmaps, pruning_savings, results_table, save_results)
 
@@ -190,8 +191,11 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
             work(url, study_name, 0, blas_threads, on_trial=bar.update)
         else:
             _run_workers(url, study_name, workers, blas_threads, bar)
-    except storage_errors() as e:
-        raise SearchError(f"cannot write the search storage {masked(url)}: {describe(e)}") from None
+    except Exception as e:
+        cause = storage_error_in(e)
+        if cause is None:
+            raise
+        raise SearchError(f"cannot write the search storage {masked(url)}: {describe(cause)}") from None
     finally:
         bar.close()
     table = results_table(study)

@@ -148,3 +148,15 @@ def describe(e):
 def storage_errors():
     """The exception types a storage raises when it cannot be read or written."""
     return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+
+
+def storage_error_in(e):
+    """The storage error behind e, or None. Optuna can hide one: when recording a trial's end
+    fails (a full disk), its optimize loop ends in an AssertionError raised while handling it."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, storage_errors()):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
