@@ -239,7 +239,7 @@ def load_config(name=DEFAULT_EXPERIMENT, overrides=None):
         base = load_config(check_value("", "experiment", experiment, where))
         raw = _merge({k: v for k, v in base.items() if k != "name"}, raw)
     for key, value in (overrides or {}).items():
-        section, _, leaf = _locate(key, raw, where)
+        section, leaf = _locate(key, raw, where)
         (raw.setdefault(section, {}) if section else raw)[leaf] = value
     cfg = {}
     for key, value in raw.items():
@@ -259,10 +259,10 @@ def load_config(name=DEFAULT_EXPERIMENT, overrides=None):
 
 
 def _locate(key, raw, where):
-    """'train.lr' -> ('train', '.', 'lr'); 'lr' -> the one table that knows it."""
+    """'train.lr' -> ('train', 'lr'); 'lr' -> the one table that knows it."""
     if "." in key:  # the name is checked with its value, in load_config
         section, _, leaf = key.partition(".")
-        return section, ".", leaf
+        return section, leaf
     owners = [s for s, keys in SCHEMA.items() if key in keys]
     if not owners:
         known = [k for keys in SCHEMA.values() for k in keys]
@@ -273,7 +273,7 @@ def _locate(key, raw, where):
             raise ConfigError(f"{where}: {key!r} is in {', '.join(f'[{s}]' for s in owners)}; "
                               f"write it as {' or '.join(f'{s}.{key}' for s in owners)}")
         owners = present
-    return owners[0], ".", key
+    return owners[0], key
 
 
 def _check_together(cfg, where):
