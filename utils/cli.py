@@ -62,6 +62,7 @@ def train_main(argv=None):
 def _train(argv):
     from threadpoolctl import threadpool_limits
 
+    from utils.checkpoint import atomic_write
     from utils.config import DEFAULT_EXPERIMENT, build_model, describe, load_config, load_data, parse_assignments
     from utils.train import evaluate, train
 
@@ -94,7 +95,6 @@ def _train(argv):
                         checkpoint_path=checkpoint, resume=a.resume, progress=not a.quiet, seed=cfg["seed"],
                         metadata=experiment_metadata(cfg, data), **cfg["train"])
         test_loss, test_acc = evaluate(model, data["X_test"], data["y_test"])
-    from utils.checkpoint import atomic_write
     with atomic_write(checkpoint.with_suffix(".history.csv"), "w") as f:
         history.to_csv(f, index=False)
     print(history.round(4).to_string(index=False))
