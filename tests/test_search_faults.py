@@ -268,6 +268,44 @@ def test_workers_end_with_their_parent(tmp_path):
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
+@pytest.mark.parametrize("where", ["ask", "report", "sleep"])
+def test_a_stop_signal_never_leaves_a_trial_running(tmp_path, monkeypatch, where):
+    """The signal a worker gets when its parent ends (or on Ctrl-C) may arrive while Optuna writes:
+    after `ask` marked the trial running, or while an epoch is reported. The worker must still
+    end with the trial failed (a rerun redoes it at once), never leave it running. Raising at
+    once, as the worker did before, left it running when the signal came inside `ask`."""
+    import optuna
+    from utils import search_engine
+    monkeypatch.setattr(search_engine, "_stop", {"signal": None, "now": False})
+    monkeypatch.setattr(search, "work", lambda *a, **k: None)  # create the study and its queue only
+    search.run_search(ONE_POINT, "grid", study_name="stop", out_dir=tmp_path, **{**TINY, "num_epochs": 3})
+    url = search_storage.storage_url(None, tmp_path)
+    previous = signal.signal(signal.SIGTERM, search_engine._on_stop_signal)
+
+    def signal_inside(owner, name):
+        original = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            signal.raise_signal(signal.SIGTERM)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapped)
+    try:
+        if where == "ask":  # the sampler runs inside study.ask(), after the trial became running
+            signal_inside(optuna.samplers.RandomSampler, "before_trial")
+        elif where == "report":
+            signal_inside(optuna.trial.Trial, "report")
+        else:  # waiting for another worker's running trial: no trial of its own to fail
+            monkeypatch.setattr(search_engine, "refill", lambda study, settings, opener=False: (0, 1))
+            signal_inside(search_engine.time, "sleep")
+        with pytest.raises(KeyboardInterrupt):
+            search_engine.work(url, "stop")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    states = [t.state for t in optuna.load_study(study_name="stop", storage=url).get_trials()]
+    assert TrialState.RUNNING not in states
+    assert states == ([TrialState.WAITING] if where == "sleep" else [TrialState.FAIL])
+
+
 def _claim_all(url, start_at, results):
     import optuna
     optuna.logging.set_verbosity(optuna.logging.ERROR)

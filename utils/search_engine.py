@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -270,15 +271,18 @@ def _objective(trial, settings, data):
     def report(history, _model):
         last["history"] = history
         epoch, val_acc = len(history), float(history.val_acc.iloc[-1])
-        trial.report(val_acc, epoch)
-        if settings["prune"] and trial.should_prune():
+        with _interruptible(now=False):  # a storage write
+            trial.report(val_acc, epoch)
+            prune = settings["prune"] and trial.should_prune()
+        if prune:
             raise optuna.TrialPruned(f"val_acc {val_acc:.4f} at epoch {epoch} is below the reference median")
 
     start = time.perf_counter()
     try:
-        train(model, X, y, X_val, y_val, callback=report, progress=False, restore_best=False,
-              num_epochs=settings["num_epochs"], seed=settings["seed"],
-              **{k: v for k, v in config.items() if k in TRAIN_KEYS})
+        with _interruptible(now=True):
+            train(model, X, y, X_val, y_val, callback=report, progress=False, restore_best=False,
+                  num_epochs=settings["num_epochs"], seed=settings["seed"],
+                  **{k: v for k, v in config.items() if k in TRAIN_KEYS})
     except TrainingDiverged as e:
         trial.set_user_attr("diverged", str(e))
         raise optuna.TrialPruned(f"diverged: {e}") from None
@@ -305,8 +309,39 @@ def _record(trial, history, seconds):
 
 # ---------------------------------------------------------------- workers
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+# A worker told to stop (SIGTERM: its parent ended; SIGINT: Ctrl-C) fails its trial so that the
+# next run redoes it at once. A KeyboardInterrupt raised in the middle of a storage write (Optuna
+# starting or ending a trial) would leave the trial "running" until its heartbeat goes stale, so
+# the signal only interrupts where nothing is being written: training and waiting. Elsewhere it
+# is remembered and raised at the next such place.
+_stop = {"signal": None, "now": False}
+
+
+def _on_stop_signal(signum, frame):
+    _stop["signal"] = signum
+    if _stop["now"]:
+        _stop["now"] = False
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_if_told():
+    if _stop["signal"] is not None:
+        raise KeyboardInterrupt(f"signal {_stop['signal']}")
+
+
+@contextmanager
+def _interruptible(now):
+    """Inside the block a stop signal raises KeyboardInterrupt at once (now=True) or is held (False)."""
+    before = _stop["now"]
+    try:
+        _stop["now"] = now
+        if now:
+            _stop_if_told()
+        yield
+    finally:
+        _stop["now"] = before
+    if before:
+        _stop_if_told()
 
 
 def _die_with_parent(parent_pid):
@@ -334,6 +369,7 @@ def work(url, study_name, worker=0, threads=1, on_trial=None):
     data = None
 
     def after_trial(study, trial):
+        _stop_if_told()  # the trial is recorded; told to stop during its end, stop before the next one
         if on_trial is not None:
             on_trial()
         if refill(study, settings, opener=True)[0] <= 0:
@@ -341,13 +377,16 @@ def work(url, study_name, worker=0, threads=1, on_trial=None):
 
     with threadpool_limits(limits=threads):
         while True:
+            _stop_if_told()
             waiting, pending = refill(study, settings)
             if waiting > 0:
-                data = data or load_search_data(settings)
+                with _interruptible(now=True):
+                    data = data or load_search_data(settings)
                 study.optimize(lambda trial: _objective(trial, settings, data), callbacks=[after_trial],
                                catch=(_Skip,), gc_after_trial=False)
             elif pending or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                time.sleep(POLL_SECONDS)
+                with _interruptible(now=True):
+                    time.sleep(POLL_SECONDS)
                 if on_trial is not None:
                     on_trial()
             else:
@@ -356,7 +395,8 @@ def work(url, study_name, worker=0, threads=1, on_trial=None):
 
 def child_main(url, study_name, worker, threads, parent_pid):
     """Entry point of a worker process: dies with its parent; a storage error ends it with a message, exit 3."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # the trial ends as failed, so the next run redoes it
+    for signum in (signal.SIGTERM, signal.SIGINT):  # the trial ends as failed, so the next run redoes it
+        signal.signal(signum, _on_stop_signal)
     _die_with_parent(parent_pid)
     try:
         work(url, study_name, worker, threads)
