@@ -38,7 +38,7 @@ def fashion_mnist():
 def run_ours(X, y, X_test, y_test, epochs, gemm_seconds=None):
     """Our epochs; after each one (outside its timing) a GEMM-only epoch is timed into gemm_seconds,
     so that the floor is measured in the same minutes as the epochs it is compared with."""
-    from module import mlp
+    from utils.models import mlp
     from utils.train import evaluate, train
 
     def floor(history, model):

@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from module import mlp
+from utils.models import mlp
 from utils import checkpoint
 from utils.errors import CheckpointError
 from utils.checkpoint import atomic_write, load_arrays, load_model, load_weights, save_json, save_model

@@ -8,8 +8,8 @@ import pytest
 
 import module
 from utils import checks
-from utils.checks import (check_im2col, check_l2, check_layer, check_loss, check_schedule, check_search_loop,
-                          check_update, reference_im2col)
+from utils.checks import check_im2col, check_layer, reference_im2col
+from utils.checks_training import check_l2, check_loss, check_schedule, check_search_loop, check_update
 
 
 # ---------------------------------------------------------------- right answers (the references)

@@ -11,7 +11,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from module import lenet5, mlp
+from utils.models import lenet5, mlp
 from utils import data
 from utils.data import CIFAR10_CLASSES, load_cifar10, prepare_cifar10, read_cifar10_batch
 from utils.train import train

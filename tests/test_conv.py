@@ -4,7 +4,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from module import LAYERS, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, lenet5
+from module import Conv2D, Flatten, Linear, MaxPool2D, ReLU
+from utils.models import LAYERS, Sequential, lenet5
 from utils.checkpoint import load_model, save_model
 from utils.gradcheck import check_layer
 from utils.train import evaluate, train

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from module import mlp
+from utils.models import mlp
 from utils.diagnostics import Diagnosis, diagnose
 
 C, D = 4, 30

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from module import Sequential, mlp
 from utils.checkpoint import load_model, save_model
 from utils.errors import CheckpointError
+from utils.models import Sequential, mlp
 
 SETTINGS = settings(max_examples=150, deadline=2000, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

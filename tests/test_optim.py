@@ -5,7 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from module import Linear, Sequential, mlp
+from module import Linear
+from utils.models import Sequential, mlp
 from utils.errors import CheckpointError, ConfigError
 from utils.optim import SGD, Adam, l2_penalty, l2_regularize, lr_schedule
 

@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from module import mlp  # noqa: E402
+from utils.models import mlp  # noqa: E402
 from utils.plots import (LiveCurves, grid_shape, plot_activations, plot_confusion_matrix, plot_history,  # noqa: E402
                          save_figure)
 

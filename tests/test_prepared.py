@@ -67,12 +67,12 @@ def test_new_keys_round_trip_and_old_files_get_them(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"dataset": "cifar"}, ValueError, "dataset must be one of 'fashion_mnist', 'cifar10', got 'cifar'"),
-    ({"val_size": 0.1}, ArgumentTypeError, r"val_size must be an integer, got 0\.1 \(float\)"),
-    ({"val_size": "6000"}, ArgumentTypeError, "val_size must be an integer, got '6000'"),
-    ({"val_size": True}, ArgumentTypeError, "val_size must be an integer, got True"),
+    ({"val_size": 0.1}, ArgumentTypeError, r"val_size must be an integer >= 1, got 0\.1 \(float\)"),
+    ({"val_size": "6000"}, ArgumentTypeError, "val_size must be an integer >= 1, got '6000'"),
+    ({"val_size": True}, ArgumentTypeError, "val_size must be an integer >= 1, got True"),
     ({"val_size": 0}, ValueError, "val_size must be an integer >= 1, got 0"),
     ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
-    ({"seed": None}, ArgumentTypeError, "seed must be an integer, got None"),
+    ({"seed": None}, ArgumentTypeError, "seed must be an integer >= 0, got None"),
     ({"flat": "no"}, ArgumentTypeError, "flat must be True or False, got 'no'"),
     ({"verify": 1}, ArgumentTypeError, "verify must be True or False, got 1"),
 ])

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from module import mlp
+from utils.models import mlp
 from tests import pg
 from utils import search, search_engine, search_storage
 from utils.train import hyperparameters

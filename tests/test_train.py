@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from module import mlp
+from utils.models import mlp
 from utils.checkpoint import load_model
 from utils.config import defaults
 from utils.errors import CheckpointError, ConfigError

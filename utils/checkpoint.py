@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from module import Sequential
+from utils import models
 from utils.errors import CheckpointError
 
 META_KEY = "__meta__"
@@ -296,7 +296,7 @@ def _architecture_shapes(meta, path):
                 raise CheckpointError(f"{path}: refused to load: layer {i}: argument {key!r} = {value!r:.80}; "
                                       f"expected a number (at most {MAX_ARRAY_ELEMENTS:,}), a string or a bool")
     try:
-        shapes = Sequential.param_shapes_of(arch)
+        shapes = models.param_shapes(arch)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: refused to load: bad architecture: {e}") from None
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
@@ -322,7 +322,7 @@ def load_model(path):
         raise CheckpointError(f"{path}: refused to load: parameters of several dtypes {sorted(map(str, dtypes))}; "
                               "expected one, float32 or float64")
     try:
-        model = Sequential.from_config(arch, dtype=dtypes.pop())
+        model = models.from_config(arch, dtype=dtypes.pop())
     except ValueError as e:
         raise CheckpointError(f"{path}: refused to load: bad architecture: {e}") from None
     return load_weights(model, arrays, source=str(path)), meta

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from module import ACTIVATIONS, lenet5, mlp
+from utils.models import ACTIVATIONS, lenet5, mlp
 from utils.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

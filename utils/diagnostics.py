@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from module import ACTIVATIONS, Activation, LeakyReLU, Linear, ReLU, Sequential, SoftmaxCrossEntropy, evaluating
+from module import Activation, LeakyReLU, Linear, ReLU, SoftmaxCrossEntropy
+from utils.models import ACTIVATIONS, evaluating, from_config
 from utils.optim import Adam
 
 # A unit is "flat" where its local derivative is below this share of the activation's
@@ -169,7 +170,7 @@ DOCTOR = {"sample": 1000, "probe_size": 20, "probe_steps": 200, "dead": 0.5, "sa
 def _copy(model):
     """A new model with the same layers and weights: the doctor never changes the caller's."""
     dtype = next(iter(model.params.values())).dtype
-    twin = Sequential.from_config(model.config(), dtype=dtype)
+    twin = from_config(model.config(), dtype=dtype)
     for k, p in twin.params.items():
         p[...] = model.params[k]
     return twin.eval()  # dropout off: the probes measure the network, not the noise

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from module import Dropout, Linear, SoftmaxCrossEntropy, mlp
+from module import Dropout, Linear, SoftmaxCrossEntropy
+from utils.models import mlp
 from utils.optim import OPTIMIZERS, lr_schedule
 from utils.toy_data import make_dataset
 from utils.train import TrainingDiverged, evaluate, train_step

@@ -6,8 +6,8 @@ constant, so the same figures draw Fashion-MNIST's grey 28x28 images and CIFAR-1
 import matplotlib.pyplot as plt
 import numpy as np
 
-from module import evaluating
 from utils.data import CLASS_NAMES
+from utils.models import evaluating
 from utils.plots_data import as_images, grid_shape, image_shape_of, show_image
 
 

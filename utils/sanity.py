@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from module import Sequential, SoftmaxCrossEntropy
+from module import SoftmaxCrossEntropy
+from utils.models import from_config
 from utils.gradcheck import numerical_gradient, rel_error
 from utils.optim import SGD, l2_penalty, l2_regularize
 
@@ -23,7 +24,7 @@ from utils.optim import SGD, l2_penalty, l2_regularize
 def copy_model(model, dtype=None):
     """A new Sequential with model's layers and weights (in dtype, default the model's), in eval mode."""
     dtype = dtype or next(iter(model.params.values())).dtype
-    twin = Sequential.from_config(model.config(), dtype=dtype)
+    twin = from_config(model.config(), dtype=dtype)
     for k, p in twin.params.items():
         p[...] = model.params[k]
     return twin.eval()  # dropout off: a check must see one deterministic function

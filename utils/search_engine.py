@@ -34,11 +34,11 @@ import pandas as pd
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
-from module import mlp
 from utils import search_storage
-from utils.errors import SearchError
-from utils.search_storage import describe, masked, open_storage, storage_errors
 from utils.config import SCHEMA
+from utils.errors import SearchError
+from utils.models import mlp
+from utils.search_storage import describe, masked, open_storage, storage_errors
 from utils.train import TrainingDiverged, train
 
 MODEL_KEYS = ("hidden_sizes", "activation", "dropout")

@@ -6,12 +6,10 @@ X_train, y_train, X_val, y_val (float32 inputs, int64 labels) and image_shape (N
 """
 import numpy as np
 
+from utils.validate import check_rng
+
 TOY_SETS = ("spirals", "circles", "xor", "gaussians")
 DATASETS = TOY_SETS + ("fashion_mnist",)
-
-
-def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def spirals(n, noise, rng):
@@ -66,7 +64,7 @@ def make_toy(name, n=400, noise=0.1, val_share=0.5, rng=0):
         raise ValueError(f"val_share must be in (0, 1), got {val_share}")
     if n < 4:
         raise ValueError(f"n must be at least 4 points, got {n}")
-    rng = _rng(rng)
+    rng = check_rng("rng", rng)
     X, y = MAKERS[name](n, noise, rng)
     order = rng.permutation(n)
     n_val = max(1, min(n - 1, round(n * val_share)))
@@ -83,7 +81,7 @@ def fashion_subset(n_train=5000, n_val=1000, rng=0):
     """
     from utils.data import CLASS_NAMES, PREPARED_PATH, load_prepared, prepare_fashion_mnist
     data = load_prepared(PREPARED_PATH) if PREPARED_PATH.is_file() else prepare_fashion_mnist()
-    rng = _rng(rng)
+    rng = check_rng("rng", rng)
     if not (1 <= n_train <= len(data["y_train"]) and 1 <= n_val <= len(data["y_val"])):
         raise ValueError(f"n_train and n_val must be in [1, {len(data['y_train'])}] and [1, {len(data['y_val'])}], "
                          f"got {n_train} and {n_val}")

@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from module import EVAL_BATCH_SIZE, SoftmaxCrossEntropy, check_finite, evaluating
+from module import SoftmaxCrossEntropy
 from utils import config
 from utils.checkpoint import load_arrays, load_weights, save_arrays, save_model
 from utils.errors import CheckpointError, ConfigError
+from utils.models import EVAL_BATCH_SIZE, evaluating
 from utils.optim import OPTIMIZERS, l2_penalty, l2_regularize, lr_schedule
+from utils.validate import check_finite
 
 
 class TrainingDiverged(FloatingPointError):

@@ -1,8 +1,9 @@
-"""Small argument checks shared by the data, training and search code.
+"""Small argument checks shared by the layers, the data, training and search code.
 
 Each check names the parameter, the value it got and what it expected, so a caller
 never sees a bare TypeError from a comparison deep inside the code.
 """
+import contextlib
 import math
 import numbers
 
@@ -30,12 +31,12 @@ def check_int(name, value, low=None, high=None):
 
     Raises ArgumentTypeError for a non-integer, ValueError for one out of range.
     """
+    bounds = (f" between {low} and {high}" if low is not None and high is not None
+              else f" >= {low}" if low is not None else f" <= {high}" if high is not None else "")
     if not is_int(value):
-        raise ArgumentTypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise ArgumentTypeError(f"{name} must be an integer{bounds}, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (f"between {low} and {high}" if low is not None and high is not None
-                  else f">= {low}" if low is not None else f"<= {high}")
-        raise ValueError(f"{name} must be an integer {bounds}, got {value}")
+        raise ValueError(f"{name} must be an integer{bounds}, got {value}")
     return int(value)
 
 
@@ -51,3 +52,58 @@ def check_choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def check_fraction(name, value):
+    """value as a float in [0, 1) (NaN and inf fail the comparison), or a ValueError naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1) (a real number), got {value!r}")
+    return float(value)
+
+
+def check_rng(name, rng):
+    """A Generator from a Generator, None or a seed; never NumPy's global random state."""
+    if isinstance(rng, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)) or rng is None or (
+            is_int(rng) and rng >= 0):
+        return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    raise ValueError(f"{name} must be a numpy Generator, None or an integer seed >= 0, got {rng!r}")
+
+
+def check_float_dtype(name, dtype):
+    """np.dtype(dtype) if it is float32 or float64, else a ValueError naming it."""
+    with contextlib.suppress(TypeError):
+        if dtype is not None and np.dtype(dtype) in (np.float32, np.float64):
+            return np.dtype(dtype)
+    raise ValueError(f"{name} must be float32 or float64, got {dtype!r}")
+
+
+def check_finite(x, who):
+    """Raise a ValueError naming who when the array x holds NaN or inf."""
+    if not np.isfinite(x).all():
+        raise ValueError(f"{who}: the input of shape {x.shape} contains NaN or inf")
+
+
+# ---------------------------------------------------------------- the input of a layer
+
+def check_input(layer, x, ndim, features=None):
+    """Raise a ValueError naming the layer when x is not an array of rank ndim (with `features` columns)."""
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{layer!r}: expected a NumPy array, got {type(x).__name__}")
+    if x.ndim != ndim or (features is not None and x.shape[-1] != features):
+        want = "(N, " + ("..." if features is None else str(features)) + ")" if ndim == 2 else f"{ndim}-D"
+        raise ValueError(f"{layer!r}: expected input of shape {want}, got shape {x.shape}")
+
+
+def check_image(layer, x, channels, kernel_size, padding=0):
+    """Return (N, C, H, W) of x, or raise a ValueError naming the layer and the shapes."""
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"{layer!r}: expected images of shape (N, C, H, W), got {got}")
+    n, c, h, w = x.shape
+    if channels is not None and c != channels:
+        raise ValueError(f"{layer!r}: expected {channels} channels, got input of shape {x.shape}")
+    if min(h, w) + 2 * padding < kernel_size:
+        pad = f" padded by {padding}" if padding else ""
+        raise ValueError(f"{layer!r}: the image {h}x{w}{pad} is smaller than the "
+                         f"{kernel_size}x{kernel_size} kernel (input shape {x.shape})")
+    return n, c, h, w

@@ -192,7 +192,7 @@ class TrainingPanel:
         try:
             from utils.config import build_model
         except ImportError:
-            from module import mlp
+            from utils.models import mlp
             sizes = [self.data["X_train"][0].size, *cfg["model"]["hidden_sizes"], int(self.data["y_train"].max()) + 1]
             return mlp(sizes, cfg["model"]["activation"], dropout=cfg["model"]["dropout"], rng=cfg.get("seed", 0))
         return build_model(cfg, self.data)
