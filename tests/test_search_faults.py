@@ -186,8 +186,10 @@ def test_a_full_disk_stops_the_search_and_a_rerun_loses_no_finished_trial(tmp_pa
     finally:
         run.kill()
         run.wait()
-    message = (tmp_path / "err").read_text().strip().splitlines()[-1]
-    assert run.returncode != 0 and message.startswith("error: ") and "free some space" in message, message
+    stderr = (tmp_path / "err").read_text()
+    # The error line, wherever it is: a library may print more at the interpreter's exit.
+    message = next((line for line in stderr.splitlines() if line.startswith("error: ")), stderr)
+    assert run.returncode != 0 and "free some space" in message, stderr
     study = load(small_disk / "run", "full")
     before = {t.number: (t.value, t.datetime_complete) for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert 2 <= len(before) < 8
@@ -257,7 +259,7 @@ def test_workers_end_with_their_parent(tmp_path):
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # they end within a second or two; a loaded machine may need more
     while any(map(_alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(_alive, workers)), (tmp_path / "err").read_text()
@@ -275,12 +277,12 @@ def test_a_stop_signal_never_leaves_a_trial_running(tmp_path, monkeypatch, where
     end with the trial failed (a rerun redoes it at once), never leave it running. Raising at
     once, as the worker did before, left it running when the signal came inside `ask`."""
     import optuna
-    from utils import search_engine
-    monkeypatch.setattr(search_engine, "_stop", {"signal": None, "now": False})
+    from utils import search_workers
+    monkeypatch.setattr(search_workers, "_stop", {"signal": None, "now": False})
     monkeypatch.setattr(search, "work", lambda *a, **k: None)  # create the study and its queue only
     search.run_search(ONE_POINT, "grid", study_name="stop", out_dir=tmp_path, **{**TINY, "num_epochs": 3})
     url = search_storage.storage_url(None, tmp_path)
-    previous = signal.signal(signal.SIGTERM, search_engine._on_stop_signal)
+    previous = signal.signal(signal.SIGTERM, search_workers._on_stop_signal)
 
     def signal_inside(owner, name):
         original = getattr(owner, name)
@@ -295,15 +297,36 @@ def test_a_stop_signal_never_leaves_a_trial_running(tmp_path, monkeypatch, where
         elif where == "report":
             signal_inside(optuna.trial.Trial, "report")
         else:  # waiting for another worker's running trial: no trial of its own to fail
-            monkeypatch.setattr(search_engine, "refill", lambda study, settings, opener=False: (0, 1))
-            signal_inside(search_engine.time, "sleep")
+            monkeypatch.setattr(search_workers, "refill", lambda study, settings, opener=False: (0, 1))
+            signal_inside(search_workers.time, "sleep")
         with pytest.raises(KeyboardInterrupt):
-            search_engine.work(url, "stop")
+            search_workers.work(url, "stop")
     finally:
         signal.signal(signal.SIGTERM, previous)
     states = [t.state for t in optuna.load_study(study_name="stop", storage=url).get_trials()]
     assert TrialState.RUNNING not in states
     assert states == ([TrialState.WAITING] if where == "sleep" else [TrialState.FAIL])
+
+
+def test_a_trial_failed_by_another_process_does_not_stop_the_worker(tmp_path, monkeypatch):
+    """A worker starved of CPU misses heartbeats; another process then fails its trial as lost.
+    The worker must go on (the point is queued again and run), not crash the search."""
+    import optuna
+    report, taken = optuna.trial.Trial.report, []
+
+    def report_after_the_trial_was_taken(trial, value, step):
+        if not taken:  # once: what fail_stale_trials in another process does
+            taken.append(trial.number)
+            optuna.load_study(study_name="starved", storage=trial.study._storage).tell(
+                trial.number, state=TrialState.FAIL)
+        return report(trial, value, step)
+
+    monkeypatch.setattr(optuna.trial.Trial, "report", report_after_the_trial_was_taken)
+    table = search.run_search(ONE_POINT, "grid", study_name="starved", out_dir=tmp_path,
+                              **{**TINY, "num_epochs": 2})
+    assert taken and list(table.state) == ["complete"]  # the point ran again, to the end
+    states = [t.state for t in load(tmp_path, "starved").get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
 
 
 def _claim_all(url, start_at, results):

@@ -8,9 +8,9 @@ Every trial is the config's experiment (configs/mlp_fashion.toml for search_fash
 the searched values put in, trained by the one training loop for the search's num_epochs
 on train_size images; its score is the best validation accuracy. The search is pruned
 (utils.search_engine.ReferencePruner: the same decisions with any number of workers),
-parallel (worker processes, one BLAS thread each) and resumable: every trial lives in a
-database (utils.search_storage: SQLite beside the results by default, or PostgreSQL shared
-by several machines), so running the same command with the same --out again continues it.
+parallel (utils.search_workers: processes with one BLAS thread each) and resumable: every
+trial lives in a database (utils.search_storage: SQLite beside the results by default, or
+PostgreSQL shared by several machines), so the same command with the same --out continues it.
 The results, the best configuration and their plots are in utils.search_results.
 
 Output, in a fresh folder log/runs/<config name>-<YYYYmmdd-HHMMSS>/ unless --out is given:
@@ -23,8 +23,6 @@ run_search(space, ...) with the settings as arguments. Workers are started with 
 so a script that uses workers > 1 needs the usual `if __name__ == "__main__":` guard.
 """
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
 from pathlib import Path
 
@@ -34,9 +32,10 @@ from tqdm.auto import tqdm
 
 from utils import config
 from utils.errors import ConfigError, SearchError
-from utils.search_engine import MODEL_KEYS, child_main, grid_points, open_study, work
+from utils.search_engine import MODEL_KEYS, grid_points, open_study
 from utils.search_storage import (describe, make_folder, masked, open_storage, sqlite_path, storage_error_in,
                                   storage_url)
+from utils.search_workers import run_workers, work
 from utils.search_results import (BEST_JSON, RESULTS_CSV, best_config, load_best, plot_search_curves,  # noqa: F401
                                   plot_search_heatmaps, pruning_savings, results_table, save_results)
 
@@ -190,7 +189,7 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
         if workers == 1:
             work(url, study_name, 0, blas_threads, on_trial=bar.update)
         else:
-            _run_workers(url, study_name, workers, blas_threads, bar)
+            run_workers(url, study_name, workers, blas_threads, bar.update)
     except Exception as e:
         cause = storage_error_in(e)
         if cause is None:
@@ -255,30 +254,6 @@ class _Progress:
 
     def close(self):
         self.bar.close()
-
-
-def _run_workers(url, study_name, n_workers, threads, bar):
-    # spawn, not fork: forking a process whose BLAS threads are running can deadlock the child.
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=child_main, args=(url, study_name, i, threads, os.getpid()), daemon=True)
-             for i in range(n_workers)]
-    try:
-        for p in procs:
-            p.start()
-        while any(p.is_alive() for p in procs):
-            multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], timeout=1.0)
-            bar.update()
-    except BaseException:  # Ctrl-C: each worker fails its trial cleanly, the next run redoes it
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join()
-        raise
-    failed = [p.exitcode for p in procs if p.exitcode != 0]
-    if failed:
-        raise SearchError(f"{len(failed)} of {n_workers} search workers failed (exit codes {failed}); their errors "
-                          f"are printed above. Every finished trial is kept: fix the cause and run the same "
-                          f"command again to resume.")
 
 
 # ---------------------------------------------------------------- command line

@@ -1,8 +1,8 @@
-"""The engine of the hyperparameter search: the grid queue, the pruner, the workers and one trial.
+"""The engine of the hyperparameter search: the grid as a queue, the study, the pruner, the data.
 
 The storage (utils.search_storage) is Optuna's database storage, SQLite on one machine or
-PostgreSQL across machines; Optuna's heartbeats find the trials of killed workers. What is
-left to this file:
+PostgreSQL across machines; Optuna's heartbeats find the trials of killed workers; the
+workers that run the trials are in utils.search_workers. What is left to this file:
 
 - The grid as a queue: every grid point is enqueued as a waiting trial and a worker claims
   one atomically (SQLite: every transaction is BEGIN IMMEDIATE, so two processes cannot
@@ -11,35 +11,22 @@ left to this file:
   later one is skipped ("skipped" user attribute, state FAIL, left out of the results).
   Optuna's GridSampler hands out points as trials start and never reruns a lost one.
 - ReferencePruner, whose decisions do not depend on the number of workers.
-- Worker processes, started with "spawn" (forking a process whose BLAS threads run can
-  deadlock), each with one BLAS thread, ended with their parent (PR_SET_PDEATHSIG).
 """
-import ctypes
 import itertools
 import json
-import os
-import signal
-import socket
-import sys
-import time
 import warnings
 from collections import Counter
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
-from threadpoolctl import threadpool_limits
 
 from utils import search_storage
 from utils.config import SCHEMA
 from utils.errors import SearchError
-from utils.models import mlp
-from utils.search_storage import describe, masked, open_storage, storage_errors
-from utils.train import TrainingDiverged, train
+from utils.search_storage import masked, open_storage
 
 MODEL_KEYS = ("hidden_sizes", "activation", "dropout")
 TRAIN_KEYS = tuple(k for k in SCHEMA["train"] if k != "num_epochs")  # num_epochs and seed: the search's
@@ -47,11 +34,6 @@ HOLDING = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialSta
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_ERRORS = 2      # a point whose trial raised this often is not enqueued again
 N_REFERENCE = 8     # the pruner's yardstick: the first 8 points of the shuffled grid
-POLL_SECONDS = 1.0
-
-
-class _Skip(Exception):
-    """This trial is a duplicate of a grid point, or beyond the trial budget."""
 
 
 # ---------------------------------------------------------------- grid points and parameters
@@ -82,7 +64,7 @@ def grid_points(settings):
     return [points[i] for i in order]
 
 
-def _suggest(trial, name, spec):
+def suggest(trial, name, spec):
     if isinstance(spec, list):
         return trial.suggest_categorical(name, [encode(name, v) for v in spec])
     if all(isinstance(x, int) for x in (spec["low"], spec["high"])):
@@ -234,177 +216,3 @@ def _load_base_data(settings):
         return datasets.load_prepared(prepared)
     from utils.config import load_data
     return load_data({"data": d, "seed": settings["seed"], "model": {"builder": "mlp"}})
-
-
-def _skip(trial, reason):
-    trial.set_user_attr("skipped", reason)
-    raise _Skip(reason)
-
-
-def _objective(trial, settings, data):
-    """Train one configuration; returns its best validation accuracy."""
-    trial.study._storage.record_heartbeat(trial._trial_id)  # before the tag: a tagged trial has a heartbeat
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number and t.state in HOLDING]
-    if settings["mode"] == "grid":
-        point = trial.user_attrs.get("point")
-        if point is None:
-            _skip(trial, "no grid point was waiting")
-        twin = next((t.number for t in earlier if t.user_attrs.get("point") == point), None)
-        if twin is not None:
-            _skip(trial, f"duplicate of trial {twin}")
-        reference = point in reference_points(settings)
-    else:
-        if len(earlier) >= settings["n_trials"]:
-            _skip(trial, f"the budget of {settings['n_trials']} trials is used")
-        reference = settings["prune"] and sum(bool(t.user_attrs.get("reference")) for t in earlier) < N_REFERENCE
-    if reference:
-        trial.set_user_attr("reference", True)
-
-    config = {**settings["fixed"],
-              **decode({name: _suggest(trial, name, spec) for name, spec in settings["space"].items()})}
-    X, y, X_val, y_val = data
-    model = mlp([X.shape[1], *config["hidden_sizes"], int(y.max()) + 1], config["activation"], config["dropout"],
-                rng=settings["seed"])
-    last = {"history": pd.DataFrame(columns=["val_acc"])}
-
-    def report(history, _model):
-        last["history"] = history
-        epoch, val_acc = len(history), float(history.val_acc.iloc[-1])
-        with _interruptible(now=False):  # a storage write
-            trial.report(val_acc, epoch)
-            prune = settings["prune"] and trial.should_prune()
-        if prune:
-            raise optuna.TrialPruned(f"val_acc {val_acc:.4f} at epoch {epoch} is below the reference median")
-
-    start = time.perf_counter()
-    try:
-        with _interruptible(now=True):
-            train(model, X, y, X_val, y_val, callback=report, progress=False, restore_best=False,
-                  num_epochs=settings["num_epochs"], seed=settings["seed"],
-                  **{k: v for k, v in config.items() if k in TRAIN_KEYS})
-    except TrainingDiverged as e:
-        trial.set_user_attr("diverged", str(e))
-        raise optuna.TrialPruned(f"diverged: {e}") from None
-    except Exception as e:
-        if not isinstance(e, (optuna.TrialPruned, *storage_errors())):
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
-        raise
-    finally:
-        _record(trial, last["history"], time.perf_counter() - start)
-    return float(last["history"].val_acc.max())
-
-
-def _record(trial, history, seconds):
-    """Per-epoch curves and summary numbers, as user attributes of the trial."""
-    curves = {c: [round(float(v), 5) for v in history[c]]
-              for c in ("val_acc", "val_loss", "train_loss", "train_acc") if c in history}
-    best = int(np.argmax(curves["val_acc"])) if len(history) else None
-    trial.set_user_attr("history", curves)
-    trial.set_user_attr("summary", {
-        "val_acc": None if best is None else curves["val_acc"][best],
-        "val_loss": None if best is None else curves["val_loss"][best],
-        "best_epoch": None if best is None else best + 1, "epochs": len(history), "seconds": round(seconds, 3)})
-
-
-# ---------------------------------------------------------------- workers
-
-# A worker told to stop (SIGTERM: its parent ended; SIGINT: Ctrl-C) fails its trial so that the
-# next run redoes it at once. A KeyboardInterrupt raised in the middle of a storage write (Optuna
-# starting or ending a trial) would leave the trial "running" until its heartbeat goes stale, so
-# the signal only interrupts where nothing is being written: training and waiting. Elsewhere it
-# is remembered and raised at the next such place.
-_stop = {"signal": None, "now": False}
-
-
-def _on_stop_signal(signum, frame):
-    _stop["signal"] = signum
-    if _stop["now"]:
-        _stop["now"] = False
-        raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _stop_if_told():
-    if _stop["signal"] is not None:
-        raise KeyboardInterrupt(f"signal {_stop['signal']}")
-
-
-@contextmanager
-def _interruptible(now):
-    """Inside the block a stop signal raises KeyboardInterrupt at once (now=True) or is held (False)."""
-    before = _stop["now"]
-    try:
-        _stop["now"] = now
-        if now:
-            _stop_if_told()
-        yield
-    finally:
-        _stop["now"] = before
-    if before:
-        _stop_if_told()
-
-
-def _die_with_parent(parent_pid):
-    """SIGTERM when the parent dies, even by kill -9 (Linux prctl); elsewhere the parent's pid is polled."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def work(url, study_name, worker=0, threads=1, on_trial=None):
-    """One worker: run waiting grid points (or TPE trials) until none is left or running.
-
-    Each worker opens the storage itself and limits its BLAS threads, so that workers share
-    the cores instead of fighting for them. A worker that finds nothing to start waits while
-    other trials run: one of them may be lost (a killed worker) and enqueued again.
-    """
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a skipped trial is no cause for a warning
-    storage = open_storage(url)
-    settings = optuna.load_study(study_name=study_name, storage=storage).user_attrs["search"]
-    study = load_study(storage, study_name, settings, worker)
-    data = None
-
-    def after_trial(study, trial):
-        _stop_if_told()  # the trial is recorded; told to stop during its end, stop before the next one
-        if on_trial is not None:
-            on_trial()
-        if refill(study, settings, opener=True)[0] <= 0:
-            study.stop()
-
-    with threadpool_limits(limits=threads):
-        while True:
-            _stop_if_told()
-            waiting, pending = refill(study, settings)
-            if waiting > 0:
-                with _interruptible(now=True):
-                    data = data or load_search_data(settings)
-                study.optimize(lambda trial: _objective(trial, settings, data), callbacks=[after_trial],
-                               catch=(_Skip,), gc_after_trial=False)
-            elif pending or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                with _interruptible(now=True):
-                    time.sleep(POLL_SECONDS)
-                if on_trial is not None:
-                    on_trial()
-            else:
-                return
-
-
-def child_main(url, study_name, worker, threads, parent_pid):
-    """Entry point of a worker process: dies with its parent; a storage error ends it with a message, exit 3."""
-    for signum in (signal.SIGTERM, signal.SIGINT):  # the trial ends as failed, so the next run redoes it
-        signal.signal(signum, _on_stop_signal)
-    _die_with_parent(parent_pid)
-    try:
-        work(url, study_name, worker, threads)
-    except SearchError as e:
-        print(f"search worker {worker}: {e}", file=sys.stderr)
-        sys.exit(3)
-    except storage_errors() as e:
-        print(f"search worker {worker}: cannot write the search storage {masked(url)}: {describe(e)}", file=sys.stderr)
-        sys.exit(3)
-    except KeyboardInterrupt:  # Ctrl-C or the parent's end: the trial was failed, the next run redoes it
-        sys.exit(130)
