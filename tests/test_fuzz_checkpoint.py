@@ -17,9 +17,10 @@ from utils.checkpoint import load_model, save_model
 from utils.errors import CheckpointError
 from utils.models import Sequential, mlp
 
-SETTINGS = settings(max_examples=150, deadline=2000, database=None, derandomize=True,
+# No wall-clock deadline: on a loaded machine a descheduled example is not a slow loader.
+SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SECONDS, PEAK_BYTES = 2.0, 50e6
+CPU_SECONDS, PEAK_BYTES = 3.0, 50e6  # a crafted file must not make loading slow or big
 
 
 def _valid_bytes():
@@ -40,16 +41,16 @@ def check_loads_or_refuses(data):
         path = Path(folder) / "fuzz.npz"
         path.write_bytes(data)
         tracemalloc.start()
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             model, meta = load_model(path)
         except CheckpointError as e:
             assert str(path) in str(e)
             model = None
         finally:
-            seconds, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+            seconds, peak = time.process_time() - start, tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-    assert seconds < SECONDS and peak < PEAK_BYTES, (seconds, peak)
+    assert seconds < CPU_SECONDS and peak < PEAK_BYTES, (seconds, peak)
     if model is not None:  # what loads is a real model with finite float weights
         assert isinstance(model, Sequential) and isinstance(meta, dict)
         assert all(p.dtype in (np.float32, np.float64) and np.isfinite(p).all() for p in model.params.values())

@@ -4,6 +4,7 @@ The widgets are built without a browser here (their values are plain traits); th
 test (test_browser.py) checks that they render and talk to the kernel.
 """
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -128,12 +129,18 @@ def test_play_trains_in_the_background_and_pause_stops_it():
     pg = Playground("xor")
     pictures = []
 
+    async def until(condition, seconds=60):  # however slow the machine, without a fixed wait
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     async def main():
         first = pg.view.picture.value
         task = pg.play()
-        await asyncio.sleep(0.5)
+        await until(lambda: pg.epoch >= 1)
         pg.set(lr=0.3)  # as a slider does while playing
-        await asyncio.sleep(0.3)
+        start = pg.epoch
+        await until(lambda: pg.epoch > max(start, 2))
         pg.pause()
         await task
         pictures.append(first)
