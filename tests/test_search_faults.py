@@ -308,20 +308,30 @@ def test_a_stop_signal_never_leaves_a_trial_running(tmp_path, monkeypatch, where
     assert states == ([TrialState.WAITING] if where == "sleep" else [TrialState.FAIL])
 
 
-def test_a_trial_failed_by_another_process_does_not_stop_the_worker(tmp_path, monkeypatch):
-    """A worker starved of CPU misses heartbeats; another process then fails its trial as lost.
-    The worker must go on (the point is queued again and run), not crash the search."""
+@pytest.mark.parametrize("when", ["report", "end"])
+def test_a_trial_failed_by_another_process_does_not_stop_the_worker(tmp_path, monkeypatch, when):
+    """A worker starved of CPU misses heartbeats; another process then fails its trial as lost,
+    while it trains (its next report fails) or after its last write (Optuna's tell fails, and
+    Optuna hides that behind "Should not reach."). The worker must go on (the point is queued
+    again and run), not crash the search."""
     import optuna
-    report, taken = optuna.trial.Trial.report, []
+    from utils import search_workers
+    taken = []
 
-    def report_after_the_trial_was_taken(trial, value, step):
-        if not taken:  # once: what fail_stale_trials in another process does
-            taken.append(trial.number)
-            optuna.load_study(study_name="starved", storage=trial.study._storage).tell(
-                trial.number, state=TrialState.FAIL)
-        return report(trial, value, step)
+    def take_away_once(original):
+        def wrapped(trial, *args):
+            result = original(trial, *args) if when == "end" else None
+            if not taken:  # what fail_stale_trials in another process does
+                taken.append(trial.number)
+                optuna.load_study(study_name="starved", storage=trial.study._storage).tell(
+                    trial.number, state=TrialState.FAIL)
+            return result if when == "end" else original(trial, *args)
+        return wrapped
 
-    monkeypatch.setattr(optuna.trial.Trial, "report", report_after_the_trial_was_taken)
+    if when == "report":
+        monkeypatch.setattr(optuna.trial.Trial, "report", take_away_once(optuna.trial.Trial.report))
+    else:  # _record is the trial's last write before the objective returns
+        monkeypatch.setattr(search_workers, "_record", take_away_once(search_workers._record))
     table = search.run_search(ONE_POINT, "grid", study_name="starved", out_dir=tmp_path,
                               **{**TINY, "num_epochs": 2})
     assert taken and list(table.state) == ["complete"]  # the point ran again, to the end

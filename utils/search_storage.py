@@ -150,13 +150,16 @@ def storage_errors():
     return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
 
 
+def exception_chain(e):
+    """e, then the exception it was raised from or while handling, and so on."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        yield e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+
+
 def storage_error_in(e):
     """The storage error behind e, or None. Optuna can hide one: when recording a trial's end
     fails (a full disk), its optimize loop ends in an AssertionError raised while handling it."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, storage_errors()):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
+    return next((x for x in exception_chain(e) if isinstance(x, storage_errors())), None)

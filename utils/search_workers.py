@@ -26,7 +26,7 @@ from utils.errors import SearchError
 from utils.models import mlp
 from utils.search_engine import (HOLDING, N_REFERENCE, TRAIN_KEYS, decode, load_search_data, load_study,
                                  reference_points, refill, suggest)
-from utils.search_storage import describe, masked, open_storage, storage_errors
+from utils.search_storage import describe, exception_chain, masked, open_storage, storage_errors
 from utils.train import TrainingDiverged, train
 
 
@@ -72,6 +72,7 @@ def _objective(trial, settings, data):
     last = {"history": pd.DataFrame(columns=["val_acc"])}
 
     def report(history, _model):
+        _stop_if_told()  # once an epoch, whatever happened to the signal's first KeyboardInterrupt
         last["history"] = history
         epoch, val_acc = len(history), float(history.val_acc.iloc[-1])
         with _interruptible(now=False):  # a storage write
@@ -116,7 +117,9 @@ def _record(trial, history, seconds):
 # next run redoes it at once. A KeyboardInterrupt raised in the middle of a storage write (Optuna
 # starting or ending a trial) would leave the trial "running" until its heartbeat goes stale, so
 # the signal only interrupts where nothing is being written: training and waiting. Elsewhere it
-# is remembered and raised at the next such place.
+# is remembered and raised at the next such place. This holds in worker processes; a search run
+# in the caller's process (workers=1) keeps the caller's Ctrl-C, and a trial interrupted inside
+# a write there is failed when its heartbeat goes stale (utils.search_storage.HEARTBEAT).
 _stop = {"signal": None, "now": False}
 
 
@@ -183,6 +186,7 @@ def work(url, study_name, worker=0, threads=1, on_trial=None):
             on_trial()
         if refill(study, settings, opener=True)[0] <= 0:
             study.stop()
+        _stop_if_told()
 
     with threadpool_limits(limits=threads):
         while True:
@@ -193,7 +197,7 @@ def work(url, study_name, worker=0, threads=1, on_trial=None):
                     data = data or load_search_data(settings)
                 try:
                     study.optimize(objective, callbacks=[after_trial], catch=(_Skip,), gc_after_trial=False)
-                except ValueError as e:
+                except (ValueError, AssertionError) as e:
                     if not _taken_away(study, current.get("trial_id"), e):
                         raise
             elif pending or study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -208,9 +212,13 @@ def work(url, study_name, worker=0, threads=1, on_trial=None):
 def _taken_away(study, trial_id, error):
     """True when Optuna could not record this worker's trial because another process had failed it
     as lost: its heartbeat looked stale (this worker was starved of CPU). Its point is queued
-    again, so the worker goes on with the next one."""
-    return (str(error).startswith("Cannot tell a ") and trial_id is not None
-            and study._storage.get_trial(trial_id).state.is_finished())
+    again, so the worker goes on with the next one (a real error in it shows up on that rerun).
+
+    Optuna says "Cannot tell a FAIL trial." (ValueError), or, when the trial had ended without
+    error, hides that behind its own "Should not reach." AssertionError.
+    """
+    said = any(isinstance(x, ValueError) and str(x).startswith("Cannot tell a ") for x in exception_chain(error))
+    return said and trial_id is not None and study._storage.get_trial(trial_id).state.is_finished()
 
 
 def child_main(url, study_name, worker, threads, parent_pid):
@@ -243,9 +251,10 @@ def run_workers(url, study_name, n_workers, threads, on_poll):
             multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], timeout=1.0)
             on_poll()
     except BaseException:  # Ctrl-C: each worker fails its trial cleanly, the next run redoes it
-        for p in procs:
+        started = [p for p in procs if p.pid is not None]
+        for p in started:
             p.terminate()
-        for p in procs:
+        for p in started:
             p.join()
         raise
     failed = [p.exitcode for p in procs if p.exitcode != 0]
