@@ -45,7 +45,7 @@ solutions: venv
 	$(PY) -m utils.exercises --solutions notebooks/06_exercises.ipynb
 
 bench: data
-	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) -m pip install --quiet -r bench/requirements.txt -c constraints.txt
 	$(PY) -m bench.bench_mlp
 	$(PY) -m bench.bench_lenet
 
