@@ -268,7 +268,8 @@ class Conv2D(Layer):
         super().__init__()
         shapes = self.param_shapes(in_channels, out_channels, kernel_size)
         self.out_channels, self.in_channels, self.kernel_size, _ = shapes["W"]
-        self.stride, self.padding = check_int("Conv2D: stride", stride, low=1), check_int("Conv2D: padding", padding, low=0)
+        self.stride = check_int("Conv2D: stride", stride, low=1)
+        self.padding = check_int("Conv2D: padding", padding, low=0)
         rng, dtype = check_rng("Conv2D: rng", rng), check_float_dtype("Conv2D: dtype", dtype)
         W = rng.standard_normal(shapes["W"]) * np.sqrt(2.0 / (self.in_channels * self.kernel_size ** 2))
         self.params = {"W": W.astype(dtype), "b": np.zeros(shapes["b"], dtype=dtype)}

@@ -49,7 +49,7 @@ def test_train_never_replaces_a_checkpoint_unless_asked(trained, capsys):
 
 def test_train_without_out_makes_a_new_run_folder_under_log_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("NN_LOG_DIR", str(tmp_path))
-    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20261129-120000")  # both calls in the same second
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt, *when: "20261129-120000")  # both calls in the same second
     first, second = cli.run_folder("mlp_fashion"), cli.run_folder("mlp_fashion")
     assert first.parent == tmp_path / "runs" and first.name.startswith("mlp_fashion-")
     first.mkdir(parents=True)

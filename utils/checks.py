@@ -1,8 +1,9 @@
-"""Checks for the exercises (notebook 06) that say which output is wrong and why: the layers and im2col.
+"""Checks for the exercises (notebook 06) that say which output is wrong and why: layers, im2col.
 
 The checks of the training exercises (loss, L2, SGD, schedules, the grid loop) are in
 utils/checks_training.py; both use the comparison below. Each ``check_*`` runs the student's
-code and the project's reference (module.py, utils/optim.py) on the same small float64 inputs, with non-zero random weights and biases.
+code and the project's reference (module.py, utils/optim.py) on the same small float64
+inputs, with non-zero random weights and biases.
 - right: it prints one line, "correct: relative error 3e-10 (...)";
 - wrong: it raises AssertionError naming the output or gradient that differs and the
   likely cause, recognised by comparing the student's result with the results of known
