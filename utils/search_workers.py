@@ -151,7 +151,8 @@ def _interruptible(now):
 
 
 def _die_with_parent(parent_pid):
-    """SIGTERM when the parent dies, even by kill -9 (Linux prctl); elsewhere the parent's pid is polled."""
+    """SIGTERM when the parent dies, even by kill -9 (Linux prctl). Elsewhere only a parent that
+    died before this call is noticed: a worker of a killed search then runs until the grid is done."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
