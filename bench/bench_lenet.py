@@ -14,13 +14,12 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 
 import numpy as np
 
-from bench.bench_mlp import fashion_mnist, train_torch
+from bench.bench_mlp import fashion_mnist, print_table, train_torch
 
 BATCH_SIZE, LR = 64, 0.05
 
@@ -94,13 +93,7 @@ def main():
                 r = json.loads(out.strip().splitlines()[-1])
                 results[name]["seconds"] += r["seconds"][1:]
                 results[name]["accuracy"].append(r["accuracy"])
-        ours = statistics.median(results["ours"]["seconds"])
-        print(f"{threads} BLAS thread{'s' if threads > 1 else ''}")
-        print(f"  {'contender':<10}{'s/epoch':>9}{'x ours':>8}{'test acc':>10}")
-        for name, r in results.items():
-            s = statistics.median(r["seconds"])
-            print(f"  {name:<10}{s:>9.3f}{s / ours:>8.2f}{statistics.mean(r['accuracy']):>10.4f}")
-        print()
+        print_table(threads, results)
 
 
 if __name__ == "__main__":
