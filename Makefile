@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: run test lab bench bench-pipeline bench-playground data venv clean solutions
+.PHONY: run test lint lab bench bench-pipeline bench-playground data venv clean solutions
 
 venv: $(VENV)/.installed
 
@@ -25,7 +25,7 @@ data: venv
 	  || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
 	  || echo "could not install dataset-fashion-mnist; downloading instead"; \
 	fi
-	$(PY) -m utils.data
+	$(PY) -m utils data
 
 run: data
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -34,15 +34,19 @@ run: data
 	    --ExecutePreprocessor.record_timing=False "$$nb"; \
 	  echo "== $$nb took $$(( $$(date +%s) - start )) s"; \
 	done
-	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils.train; fi
+	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils train; fi
 
 test: data
 	$(PY) -m pytest --nbval
 
+# ruff: pyflakes, pycodestyle, import order, and no import hidden in a function (pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check .
+
 # The exercises notebook executed with every blank filled in from notebooks/solutions/ (in memory;
 # the committed notebook, blanks empty, is not changed); fails unless every check says "correct".
 solutions: venv
-	$(PY) -m utils.exercises --solutions notebooks/06_exercises.ipynb
+	$(PY) -m utils grade --solutions notebooks/06_exercises.ipynb
 
 bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt -c constraints.txt

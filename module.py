@@ -15,15 +15,15 @@ tests rely on:
 
 An activation's derivative is written once, in ``local_grad()`` beside its forward: its
 backward multiplies ``dout`` by it, and the diagnostics read it. A model is a chain of
-layers, ``utils.models.Sequential``, which keeps the same contract. The loss,
+layers, ``utils.core.models.Sequential``, which keeps the same contract. The loss,
 ``SoftmaxCrossEntropy``, sits outside the model: training needs it, inference does not.
 Arrays keep the dtype they come in with: float32 for training, float64 for gradient checks.
 Bad arguments raise a ValueError that names the parameter, the value and what is expected
-(the checks are in ``utils.validate``).
+(the checks are in ``utils.plumbing.validate``).
 """
 import numpy as np
 
-from utils.validate import check_float_dtype, check_fraction, check_image, check_input, check_int, check_rng
+from utils.plumbing.validate import check_float_dtype, check_fraction, check_image, check_input, check_int, check_rng
 
 
 def column_sum(a, out):

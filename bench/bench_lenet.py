@@ -1,6 +1,6 @@
 """Benchmark: one epoch of LeNet-5 on Fashion-MNIST, this project against PyTorch.
 
-Both train the same network (utils.models.lenet5: conv 6@5x5 pad 2, pool, conv 16@5x5, pool,
+Both train the same network (utils.core.models.lenet5: conv 6@5x5 pad 2, pool, conv 16@5x5, pool,
 fc 120, 84, 10, ReLU), float32, batch 64, plain SGD, constant lr, on the 60,000 training
 images, each in a process of its own; the processes alternate (ours, torch, ours, ...) so
 that a slow minute of the shared machine hurts both alike. Seconds per epoch are the
@@ -31,8 +31,8 @@ def images(n):
 
 
 def run_ours(X, y, X_test, y_test, epochs):
-    from utils.models import lenet5
-    from utils.train import evaluate, train
+    from utils.core.models import lenet5
+    from utils.core.train import evaluate, train
     model = lenet5(rng=0)
     # A small validation set: PyTorch does not validate per epoch, so keep ours cheap too.
     history = train(model, X, y, X_test[:500], y_test[:500], num_epochs=epochs, batch_size=BATCH_SIZE, lr=LR,

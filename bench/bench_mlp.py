@@ -29,7 +29,7 @@ CONTENDERS = {"ours": "numpy", "torch": "torch", "sklearn": "sklearn"}
 
 def fashion_mnist():
     """Full training set and official test set, scaled to [0, 1], float32, flat."""
-    from utils.data import load_fashion_mnist
+    from utils.core.datasets import load_fashion_mnist
     (X, y), (X_test, y_test) = load_fashion_mnist()
     scale = np.float32(1 / 255)
     return (X.reshape(len(X), -1) * scale, y, X_test.reshape(len(X_test), -1) * scale, y_test)
@@ -38,8 +38,8 @@ def fashion_mnist():
 def run_ours(X, y, X_test, y_test, epochs, gemm_seconds=None):
     """Our epochs; after each one (outside its timing) a GEMM-only epoch is timed into gemm_seconds,
     so that the floor is measured in the same minutes as the epochs it is compared with."""
-    from utils.models import mlp
-    from utils.train import evaluate, train
+    from utils.core.models import mlp
+    from utils.core.train import evaluate, train
 
     def floor(history, model):
         if gemm_seconds is not None:

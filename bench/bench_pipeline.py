@@ -47,7 +47,7 @@ def main():
     if args.search or both:
         for workers in (1, os.cpu_count()):
             with tempfile.TemporaryDirectory() as out:
-                seconds, rss, _ = timed([sys.executable, "-m", "utils.search", "--quiet",
+                seconds, rss, _ = timed([sys.executable, "-m", "utils", "search", "--quiet",
                                          "--workers", str(workers), "--out", out])
             rows.append((f"48-point grid search, {workers} worker{'s' * (workers > 1)}", seconds, rss))
     if args.run or both:

@@ -8,7 +8,7 @@
    frames and curve frames per second. Target: at least 10 figure updates a second.
 2. Fashion-MNIST, 5,000 images, a 784-128-10 ReLU net, batch size 64: seconds per epoch
    (training and the validation pass), target well under a second; and the Train panel's
-   quick run (5,000 images, 784-512-256-10, one epoch) through utils.train.train.
+   quick run (5,000 images, 784-512-256-10, one epoch) through utils.core.train.train.
 
 One BLAS thread (as the notebooks train), medians of repeated runs.
 """
@@ -18,7 +18,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from utils.playground import Playground
+from utils.figures.playground import Playground
 
 
 def median_seconds(fn, repeat):
@@ -81,8 +81,9 @@ def main():
         print(f"  first-layer templates picture           {templates * 1e3:7.1f} ms")
 
         try:
-            from utils.config import load_config, load_data
-            from utils.widgets import training_panel
+            from utils.core.experiment import load_data
+            from utils.figures.panel import training_panel
+            from utils.plumbing.config import load_config
         except ImportError as e:
             print(f"Train panel: skipped ({e})")
             return

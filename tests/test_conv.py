@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from module import Conv2D, Flatten, Linear, MaxPool2D, ReLU
-from utils.models import LAYERS, Sequential, lenet5
-from utils.checkpoint import load_model, save_model
-from utils.gradcheck import check_layer
-from utils.train import evaluate, train
+from utils.core.checkpoint import load_model, save_model
+from utils.core.models import LAYERS, Sequential, lenet5
+from utils.core.train import evaluate, train
+from utils.teaching.gradcheck import check_layer
 
 TOL = 1e-6
 

@@ -2,10 +2,21 @@
 import numpy as np
 import pytest
 
-from module import (Conv2D, Dropout, Flatten, LeakyReLU, Linear, MaxPool2D, ReLU, Sigmoid, SoftmaxCrossEntropy,
-                    Tanh, softmax)
-from utils.models import LAYERS, Sequential, evaluating, from_config, lenet5, mlp, param_shapes, summary
-from utils.gradcheck import check_layer, check_loss
+from module import (
+    Conv2D,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+    softmax,
+)
+from utils.core.models import LAYERS, Sequential, evaluating, from_config, lenet5, mlp, param_shapes, summary
+from utils.teaching.gradcheck import check_layer, check_loss
 
 TOL = 1e-6
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from utils.__main__ import COMMANDS
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -32,8 +34,8 @@ def test_every_python_block_runs_as_written(index, tmp_path, fashion_raw):
 
 def test_every_command_named_in_a_bash_block_exists():
     for block in blocks(README, "bash"):
-        for module in re.findall(r"python -m ([\w.]+)", block):
-            assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
+        for module, command in re.findall(r"python -m ([\w.]+)(?: (\w+))?", block):
+            assert module == "utils" and command in COMMANDS, f"python -m {module} {command}"
         for target in re.findall(r"^(?:\S+=\S+ )*make (\w[\w-]*)", block, re.M):
             assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M), target
 

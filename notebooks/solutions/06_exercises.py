@@ -1,6 +1,6 @@
 # Solutions to notebooks/06_exercises.ipynb, one section per exercise cell.
 #
-# `make solutions` (python -m utils.exercises --solutions) executes a temporary copy of the
+# `make solutions` (python -m utils grade --solutions) executes a temporary copy of the
 # notebook in which each exercise cell is replaced by its section below, and fails unless
 # every check prints "correct". The committed notebook is never changed. To hand the
 # exercises out without answers, give students the repository without this folder.

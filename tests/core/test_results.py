@@ -1,0 +1,88 @@
+"""The project's key results stay where they should: regression bands measured over several seeds.
+
+The notebooks print their results but decide nothing on the test set, and their outputs that
+vary with the CPU are not compared by nbval. These tests rerun the key results and check them
+against bands:
+
+* the MLP of configs/mlp_fashion.toml, trained as `python -m utils train` trains it (about
+  2 minutes on one core), must reach a test accuracy in MLP_BAND;
+* the search's winner must be among the top 3 complete trials of the committed search, and
+  the experiment's config must hold one of those 3;
+* LeNet-5 (configs/lenet5_fashion.toml, about 3 minutes more) is checked against LENET_BAND
+  only when NN_SLOW_TESTS=1.
+
+How the bands were measured (one BLAS thread, this project's 2-core machine, 2026-11-29):
+`python -m utils train --set seed=S` for the seeds listed below. Across CPUs the same seed
+moves by about as much as between seeds (a fresh clone on another machine gave 0.9024 for
+seed 0, 0.9019 here), so each band is the measured range widened by about 0.005 on each side.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from utils.plumbing.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP_MEASURED = {0: 0.9019, 1: 0.9018, 2: 0.9033, 3: 0.9015}  # seed: test accuracy
+MLP_BAND = (0.895, 0.910)
+LENET_MEASURED = {0: 0.9108}  # notebook 05 on 2026-11-29; the old, differently seeded initialisation gave 0.9142 (0.9170 on another CPU)
+LENET_BAND = (0.905, 0.925)
+
+
+def test_the_bands_hold_what_was_measured():
+    for measured, band in ((MLP_MEASURED, MLP_BAND), (LENET_MEASURED, LENET_BAND)):
+        assert all(band[0] + 0.003 <= acc <= band[1] - 0.003 for acc in measured.values()), (measured, band)
+
+
+def trained_test_accuracy(config, tmp_path):
+    """Run `python -m utils train --config CONFIG --out TMP --quiet`; the test accuracy it prints."""
+    pytest.importorskip("threadpoolctl")
+    from utils.core.datasets import load_fashion_mnist
+    try:
+        load_fashion_mnist()
+    except (FileNotFoundError, OSError) as e:
+        pytest.skip(f"Fashion-MNIST is not available here ({e}); run `python -m utils data`")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "utils", "train", "--config", str(ROOT / "configs" / f"{config}.toml"),
+                          "--out", str(tmp_path), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    found = re.findall(r"test accuracy (\d\.\d+)", run.stdout)
+    assert found, run.stdout
+    return float(found[-1])
+
+
+def test_the_mlp_reaches_its_test_accuracy_band(tmp_path):
+    acc = trained_test_accuracy("mlp_fashion", tmp_path)
+    assert MLP_BAND[0] <= acc <= MLP_BAND[1], (
+        f"configs/mlp_fashion.toml reached test accuracy {acc:.4f}, outside the band {MLP_BAND} measured over the "
+        f"seeds {MLP_MEASURED}: a change made the model worse (or better: then measure and move the band)")
+
+
+@pytest.mark.skipif(os.environ.get("NN_SLOW_TESTS") != "1", reason="about 3 minutes; set NN_SLOW_TESTS=1")
+def test_lenet5_reaches_its_test_accuracy_band(tmp_path):
+    acc = trained_test_accuracy("lenet5_fashion", tmp_path)
+    assert LENET_BAND[0] <= acc <= LENET_BAND[1], (
+        f"configs/lenet5_fashion.toml reached test accuracy {acc:.4f}, outside {LENET_BAND} ({LENET_MEASURED})")
+
+
+def test_the_search_winner_is_among_the_committed_top_three():
+    results = pd.read_csv(ROOT / "log" / "hyperparameter_search_results.csv")
+    best = json.loads((ROOT / "log" / "best_hyperparameters.json").read_text())
+    space = list(load_config("search_fashion")["search"]["space"])
+    top3 = results[results.state == "complete"].sort_values("val_acc", ascending=False).head(3)
+
+    def key(values):
+        return tuple("-".join(map(str, v)) if isinstance(v, list) else v for v in (values[k] for k in space))
+
+    top3_keys = [key(row) for _, row in top3.iterrows()]
+    assert key(best) in top3_keys, f"best_hyperparameters.json {key(best)} is not among the top 3 {top3_keys}"
+    cfg = load_config("mlp_fashion")
+    assert key({**cfg["model"], **cfg["train"]}) in top3_keys, (
+        f"configs/mlp_fashion.toml holds {key({**cfg['model'], **cfg['train']})}, not one of the search's top 3 "
+        f"{top3_keys}")

@@ -1,0 +1,33 @@
+"""python -m utils COMMAND [ARGS]: the project's command lines.
+
+    python -m utils data        find or download Fashion-MNIST and check it
+    python -m utils train       train the model an experiment config describes
+    python -m utils search      run or resume the hyperparameter search a config describes
+    python -m utils evaluate    test a trained model from its checkpoint: the assignment's test step
+    python -m utils grade       run an exercises notebook (or a folder of them) and read the verdicts
+
+`python -m utils COMMAND --help` shows a command's options and their defaults.
+"""
+import importlib
+import sys
+
+# Each command's module is imported only when it runs: search needs Optuna, grade nbclient.
+COMMANDS = {"data": "utils.core.datasets", "train": "utils.commands.train", "search": "utils.search.run",
+            "evaluate": "utils.commands.evaluate", "grade": "utils.teaching.grader"}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; the commands: {', '.join(COMMANDS)} "
+              "(python -m utils --help)", file=sys.stderr)
+        return 2
+    return importlib.import_module(COMMANDS[name]).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

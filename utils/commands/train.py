@@ -1,0 +1,58 @@
+"""python -m utils train: train the model an experiment config describes.
+
+    python -m utils train                                              # configs/mlp_fashion.toml
+    python -m utils train --config configs/lenet5_fashion.toml --set num_epochs=2
+"""
+from threadpoolctl import threadpool_limits
+
+from utils.core.experiment import build_model, experiment_metadata, load_data
+from utils.core.train import evaluate, train
+from utils.plumbing.cli import parser, refuse_overwrite, run, run_folder
+from utils.plumbing.config import DEFAULT_EXPERIMENT, describe, load_config, parse_assignments
+from utils.plumbing.files import atomic_write
+
+
+def main(argv=None):
+    return run(_train, argv)
+
+
+def _train(argv):
+    p = parser("python -m utils train",
+               "Train the model an experiment config describes; print its history and test accuracy.",
+               epilog="The checkpoint records the whole experiment, so python -m utils evaluate CHECKPOINT "
+                      "can test it later. Nothing is replaced unless --overwrite (or --resume) is given.")
+    p.add_argument("--config", default=DEFAULT_EXPERIMENT, help="experiment config: a name in configs/ or a path")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="change the config, e.g. --set lr=0.01 num_epochs=5 model.hidden_sizes=[256,128]")
+    p.add_argument("--out", help="output folder (default: a new log/runs/<name>-<time>/); "
+                                 "--out log/ writes where the notebooks read")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in the output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads; 1 gives the same result on any machine of the same kind")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config, parse_assignments(a.set))
+    if a.resume and a.out is None:
+        raise ValueError("--resume needs --out, the folder of the run to continue")
+    out = run_folder(cfg["name"], a.out)
+    checkpoint = out / cfg["checkpoint"]
+    if not (a.overwrite or a.resume):
+        refuse_overwrite(checkpoint)
+    print(f"{cfg['name']}: {describe(cfg)}")
+    data = load_data(cfg)
+    model = build_model(cfg, data)
+    with threadpool_limits(limits=a.threads, user_api="blas"):
+        history = train(model, data["X_train"], data["y_train"], data["X_val"], data["y_val"],
+                        checkpoint_path=checkpoint, resume=a.resume, progress=not a.quiet, seed=cfg["seed"],
+                        metadata=experiment_metadata(cfg, data), **cfg["train"])
+        test_loss, test_acc = evaluate(model, data["X_test"], data["y_test"])
+    with atomic_write(checkpoint.with_suffix(".history.csv"), "w") as f:
+        history.to_csv(f, index=False)
+    print(history.round(4).to_string(index=False))
+    best = history.loc[history.val_acc.idxmax()]
+    print(f"best epoch {int(best.epoch)}: validation accuracy {best.val_acc:.4f} (weights saved to {checkpoint})")
+    print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f} "
+          f"({round(test_acc * len(data['y_test']))} of {len(data['y_test'])})")
+
+

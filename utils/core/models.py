@@ -1,0 +1,252 @@
+"""Networks made of module.py's layers: Sequential, the MLP and LeNet-5, a model from its config, a summary.
+
+A model is a Sequential, a chain of layers that keeps the layer contract of module.py. Its
+config() is a list of {"type": layer name, **arguments}; from_config(config) builds the same
+architecture again (fresh weights), which is how a checkpoint comes back, and
+param_shapes(config) says which weight shapes it will have.
+"""
+import contextlib
+import inspect
+import numbers
+
+import numpy as np
+
+from module import Conv2D, Dropout, Flatten, Layer, LeakyReLU, Linear, MaxPool2D, ReLU, Sigmoid, Tanh, softmax
+from utils.plumbing.validate import check_finite, check_fraction, check_int, check_rng
+
+# Inference runs in chunks of this many images. LeNet-5's first im2col matrix holds 25 values
+# per pixel: 80 MB for 1,024 Fashion-MNIST images, 780 MB for the whole test set.
+EVAL_BATCH_SIZE = 1024
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """with evaluating(model): ... runs the block in eval mode, then restores the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
+
+
+def linear_layers(model):
+    """[(index, layer)] of the model's Linear layers, in order."""
+    return [(i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, Linear)]
+
+
+class Sequential(Layer):
+    """An ordered list of layers: forward walks it, backward walks it in reverse.
+
+    params and grads are flat dicts keyed "index.name" (e.g. "0.W"), holding the very
+    arrays of the layers, so an optimiser that updates them in place updates the model.
+    """
+
+    def __init__(self, layers):
+        # No Layer.__init__: params and grads are views of the layers' dicts, not dicts of their own.
+        self.training, self.out = True, None
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential: the layer list is empty; give at least one layer")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise ValueError(f"Sequential: expected layer objects, got {type(layer).__name__}")
+        self.layers = layers
+
+    @property
+    def params(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+
+    @property
+    def grads(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+
+    def parameters(self):
+        """Yield (layer, name, param, grad) for every weight array, in layer order."""
+        for i, layer in enumerate(self.layers):
+            for k, p in layer.params.items():
+                yield layer, f"{i}.{k}", p, layer.grads[k]
+
+    def forward(self, x):
+        # No NaN check here: it would cost a pass over every batch. Data is checked once
+        # where it enters: train(), evaluate() and predict_proba().
+        for layer in self.layers:
+            x = layer.forward(x)
+        self.out = x
+        return x
+
+    def backward(self, dout, need_dx=True):
+        for layer in reversed(self.layers[1:]):
+            dout = layer.backward(dout)
+        return self.layers[0].backward(dout, need_dx=need_dx)
+
+    def train(self):
+        for layer in self.layers:
+            layer.train()
+        return super().train()
+
+    def eval(self):
+        for layer in self.layers:
+            layer.eval()
+        return super().eval()
+
+    def predict_proba(self, x, batch_size=EVAL_BATCH_SIZE):
+        """Class probabilities (N, C) in eval mode, computed in chunks to bound memory."""
+        check_finite(x, "Sequential.predict_proba")
+        with evaluating(self):
+            return np.concatenate([softmax(self.forward(x[i:i + batch_size]))
+                                   for i in range(0, len(x), batch_size)])
+
+    def predict(self, x, batch_size=EVAL_BATCH_SIZE):
+        """Predicted class indices (N,)."""
+        return self.predict_proba(x, batch_size).argmax(axis=1)
+
+    def config(self):
+        return [{"type": type(layer).__name__, **layer.config()} for layer in self.layers]
+
+    def __repr__(self):
+        return "Sequential(\n" + "".join(f"  ({i}) {layer!r}\n" for i, layer in enumerate(self.layers)) + ")"
+
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+INIT_FOR = {"relu": "he", "leaky_relu": "he", "sigmoid": "glorot", "tanh": "glorot"}
+LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Dropout, Conv2D, MaxPool2D, Flatten)}
+
+
+def mlp(sizes, activation="relu", dropout=0.0, rng=None, dtype=np.float32):
+    """A multilayer perceptron from a size list, e.g. mlp([784, 256, 128, 10], "relu").
+
+    Linear layers with the activation (and Dropout, if dropout > 0) between them; the
+    last Linear outputs logits. Weights: He for the ReLU family, Glorot for sigmoid and tanh.
+    """
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if not isinstance(sizes, (list, tuple, range, np.ndarray)):
+        raise ValueError(f"mlp: sizes must be a list of integers, got {type(sizes).__name__} {sizes!r}")
+    sizes = [check_int(f"mlp: sizes[{i}]", s, low=1) for i, s in enumerate(sizes)]
+    if len(sizes) < 2:
+        raise ValueError(f"mlp: sizes must list at least an input and an output size, got {sizes}")
+    dropout, rng = check_fraction("mlp: dropout", dropout), check_rng("mlp: rng", rng)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(n_in, n_out, init=INIT_FOR[activation], rng=rng, dtype=dtype))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(Dropout(dropout, rng=rng))
+    return Sequential(layers)
+
+
+def lenet5(in_channels=1, image_size=28, num_classes=10, rng=None, dtype=np.float32, dropout=0.0):
+    """LeNet-5 (LeCun et al., 1998) with ReLU and max pooling, for (N, in_channels, image_size, image_size).
+
+    conv 6@5x5 -> pool 2 -> conv 16@5x5 -> pool 2 -> fc 120 -> fc 84 -> fc num_classes, ReLU
+    between (and Dropout after fc 120 and fc 84, if dropout > 0). The first conv pads by 2 for
+    28x28 images, so that the second conv sees 14x14 as in the original 32x32 design; the
+    flatten size follows from image_size.
+    """
+    rng = check_rng("lenet5: rng", rng)
+    in_channels, image_size, num_classes = (check_int(f"lenet5: {name}", v, low=1) for name, v in (
+        ("in_channels", in_channels), ("image_size", image_size), ("num_classes", num_classes)))
+    dropout = check_fraction("lenet5: dropout", dropout)
+
+    def hidden(n_in, n_out):
+        return [Linear(n_in, n_out, rng=rng, dtype=dtype), ReLU()] + ([Dropout(dropout, rng=rng)] if dropout else [])
+
+    pad = 2 if image_size == 28 else 0
+    side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
+    if side < 1:
+        raise ValueError(f"lenet5: image_size {image_size} is too small; LeNet-5 needs at least 16 pixels")
+    return Sequential([
+        Conv2D(in_channels, 6, 5, padding=pad, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(6, 16, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Flatten(), *hidden(16 * side * side, 120), *hidden(120, 84),
+        Linear(84, num_classes, rng=rng, dtype=dtype),
+    ])
+
+
+# ---------------------------------------------------------------- a model from its config
+
+def layer_specs(config):
+    """[(layer class, constructor arguments)] of a Sequential.config() list, checked."""
+    if not isinstance(config, (list, tuple)):
+        raise ValueError(f"Sequential: expected a list of layer dicts, got {type(config).__name__}")
+    specs = []
+    for i, spec in enumerate(config):
+        if not isinstance(spec, dict):
+            raise ValueError(f"layer {i}: expected a dict with a 'type' key, got {type(spec).__name__}")
+        args = dict(spec)
+        name = args.pop("type", None)
+        if not isinstance(name, str) or name not in LAYERS:
+            raise ValueError(f"layer {i}: unknown layer type {name!r}; known types: {', '.join(LAYERS)}")
+        accepts = set(inspect.signature(LAYERS[name]).parameters) - {"rng", "dtype"}
+        if set(args) - accepts:
+            raise ValueError(f"layer {i} ({name}): unknown arguments {sorted(map(str, set(args) - accepts))}; "
+                             f"{name} takes {sorted(accepts)}")
+        specs.append((LAYERS[name], args))
+    return specs
+
+
+def param_shapes(config):
+    """{"0.W": shape, ...} of the model from_config(config) would build, without building it."""
+    return {f"{i}.{k}": shape for i, (kind, args) in enumerate(layer_specs(config))
+            for k, shape in kind.param_shapes(**args).items()}
+
+
+def from_config(config, rng=None, dtype=np.float32):
+    """Rebuild a model from Sequential.config(); weights are freshly initialised."""
+    rng = check_rng("from_config: rng", rng)
+    layers = []
+    for i, (kind, args) in enumerate(layer_specs(config)):
+        accepts = inspect.signature(kind).parameters
+        shared = {k: v for k, v in (("rng", rng), ("dtype", dtype)) if k in accepts}
+        try:
+            layers.append(kind(**args, **shared))
+        except TypeError as e:
+            raise ValueError(f"layer {i} ({kind.__name__}): bad arguments {args}: {e}") from None
+    return Sequential(layers)
+
+
+# ---------------------------------------------------------------- summary
+
+class Summary(list):
+    """The rows of summary() (dicts: layer, output_shape, params, mult_adds), shown as a table."""
+
+    def __repr__(self):
+        def line(name, shape, params, mult_adds):
+            return f"{name:<16}{shape:>18}{params:>13}{mult_adds:>15}"
+        return "\n".join([line("layer", "output shape", "parameters", "mult-adds")]
+                         + [line(r["layer"], str(r["output_shape"]), f"{r['params']:,}", f"{r['mult_adds']:,}")
+                            for r in self]
+                         + [line("total", "", f"{sum(r['params'] for r in self):,}",
+                                 f"{sum(r['mult_adds'] for r in self):,}")])
+
+    __str__ = __repr__
+
+
+def summary(model, input_shape):
+    """Per layer of a Sequential: output shape, parameter count and multiply-adds for one input.
+
+    input_shape: one example's shape without the batch axis, e.g. 784 or (1, 28, 28).
+    One forward pass on zeros, in eval mode (no random draws); the layers' cached state
+    (their last input and output, which the plots read) is put back afterwards.
+    """
+    dims = (input_shape,) if isinstance(input_shape, numbers.Integral) else tuple(input_shape)
+    dtype = next((p.dtype for p in model.params.values()), np.float32)
+    x = np.zeros((1, *(check_int("summary: input_shape", d, low=1) for d in dims)), dtype)
+    saved, rows = [dict(layer.__dict__) for layer in model.layers], Summary()
+    try:
+        with evaluating(model):
+            for i, layer in enumerate(model.layers):
+                x = layer.forward(x)
+                W = layer.params.get("W")
+                # One multiply-add per weight feeding each output value: W.size / b.size of them.
+                rows.append({"layer": f"{i} {type(layer).__name__}", "output_shape": x.shape[1:],
+                             "params": sum(p.size for p in layer.params.values()),
+                             "mult_adds": 0 if W is None else W.size * x.size // layer.params["b"].size})
+    finally:
+        for layer, state in zip(model.layers, saved):
+            layer.__dict__.clear()
+            layer.__dict__.update(state)
+    return rows

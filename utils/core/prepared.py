@@ -1,0 +1,149 @@
+"""A data set made ready for training: split, scaled, standardised; saved and loaded as one .npz.
+
+`prepare("fashion_mnist")` or `prepare("cifar10")` returns the dict every notebook and the
+training command use; `save_prepared` / `load_prepared` pass it between notebooks without pickle.
+(Also importable from utils.core.datasets, where these functions used to live.)
+"""
+import math
+from pathlib import Path
+
+import numpy as np
+
+from utils.core.checkpoint import atomic_write
+from utils.core.datasets import DATASETS
+from utils.core.preprocess import scale, standardize, stratified_split
+from utils.plumbing import paths
+from utils.plumbing.errors import DataFileError
+from utils.plumbing.files import read_npz
+from utils.plumbing.validate import check_bool, check_choice, check_int, is_int
+
+MAX_PREPARED_BYTES = 2**30  # a prepared .npz: CIFAR-10's, the largest, is 737 MB
+SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+
+
+def prepared_path(dataset="fashion_mnist"):
+    """Where notebook 01 saves the prepared data set: data_dir()/<dataset>_prepared.npz, read now."""
+    return paths.data_dir() / f"{check_choice('dataset', dataset, DATASETS)}_prepared.npz"
+
+
+def prepare(dataset="fashion_mnist", val_size=None, seed=0, flat=True, data_dir=None, verify=True):
+    """Load a data set and make it ready for training.
+
+    Splits val_size stratified samples off the training images (default: 6000 of Fashion-MNIST's
+    60000, 5000 of CIFAR-10's 50000), scales to [0, 1], then standardizes all three sets with the
+    mean and std of what is left for training (the validation and test sets must not leak into them).
+    Inputs: dataset "fashion_mnist" or "cifar10"; seed: integer >= 0 for the split; flat: rows
+    for an MLP, else images for a conv net; data_dir, verify: as for utils.core.datasets.load_fashion_mnist.
+    Returns a dict with
+    - X_train, X_val, X_test: float32 of shape (N, C * H * W) if flat, else (N, C, H, W)
+    - y_train, y_val, y_test: int64 of shape (N,)
+    - mean, std: floats, the training statistics on the [0, 1] scale
+    - dataset: the name; image_shape: (C, H, W), e.g. (1, 28, 28); num_classes: 10;
+      class_names: tuple of str, class k's name at index k.
+    """
+    spec = DATASETS[check_choice("dataset", dataset, DATASETS)]
+    val_size = spec["val_size"] if val_size is None else check_int("val_size", val_size, low=1)
+    seed, flat = check_int("seed", seed, low=0), check_bool("flat", flat)
+    (X, y), (X_test, y_test) = spec["load"](data_dir, check_bool("verify", verify))
+    X_train, y_train, X_val, y_val = stratified_split(X, y, val_size, seed)
+    X_train, X_val, X_test, mean, std = standardize(scale(X_train), scale(X_val), scale(X_test))
+    image_shape = spec["image_shape"]
+    shape = (-1, math.prod(image_shape)) if flat else (-1, *image_shape)  # (N, C, H, W) for conv nets
+    return dict(X_train=X_train.reshape(shape), y_train=y_train,
+                X_val=X_val.reshape(shape), y_val=y_val,
+                X_test=X_test.reshape(shape), y_test=y_test, mean=mean, std=std,
+                dataset=dataset, image_shape=image_shape, num_classes=len(spec["class_names"]),
+                class_names=spec["class_names"])
+
+
+def prepare_fashion_mnist(val_size=6000, seed=0, flat=True, data_dir=None, verify=True):
+    """prepare("fashion_mnist", ...): X of shape (N, 784) if flat, else (N, 1, 28, 28)."""
+    return prepare("fashion_mnist", val_size, seed, flat, data_dir, verify)
+
+
+def prepare_cifar10(val_size=5000, seed=0, flat=True, data_dir=None, verify=True):
+    """prepare("cifar10", ...): X of shape (N, 3072) if flat, else (N, 3, 32, 32)."""
+    return prepare("cifar10", val_size, seed, flat, data_dir, verify)
+
+
+def save_prepared(data, path=None):
+    """Write a dict of arrays, numbers and strings to an .npz file, atomically.
+
+    data: dict name -> array, number, str or tuple of str (no objects: load_prepared refuses
+    pickles). path: default prepared_path(). Returns the path written.
+    """
+    path = prepared_path() if path is None else Path(path)
+    for k, v in data.items():
+        if np.asarray(v).dtype == object:
+            raise ValueError(f"save_prepared: data[{k!r}] is not numeric, load_prepared "
+                             f"could not read it back")
+    with atomic_write(path) as f:  # a reader never sees a half-written file
+        np.savez(f, **data)  # a file object, so savez does not append ".npz"
+    return path
+
+
+def load_prepared(path=None):
+    """Read a dict written by save_prepared (path: default prepared_path()).
+
+    Returns dict name -> array; numbers and strings saved as scalars come back as Python
+    numbers and str (e.g. "mean", "std", "dataset"), image_shape and class_names as tuples.
+    A file written before image_shape, num_classes and class_names were saved gets them from
+    the shape of its images. Raises DataFileError naming the file if it is corrupt, too large
+    or holds anything but arrays.
+    """
+    path = prepared_path() if path is None else Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run notebooks/01_data_preparation.ipynb "
+                                f"first or call prepare_fashion_mnist()")
+    arrays = read_npz(path, MAX_PREPARED_BYTES, MAX_PREPARED_BYTES, what="a prepared data set (.npz)")
+    data = {k: v.item() if v.ndim == 0 else v for k, v in arrays.items()}
+    return _data_set_info(data, path)
+
+
+def _data_set_info(data, path):
+    """Check image_shape, class_names, num_classes, dataset as stored, or fill them in for an old file."""
+    if "image_shape" in data:
+        shape = np.asarray(data["image_shape"])
+        if shape.ndim != 1 or len(shape) != 3 or shape.dtype.kind not in "iu" or (shape < 1).any():
+            raise DataFileError(f"{path}: image_shape is {data['image_shape']!r}, expected three "
+                                f"positive integers (C, H, W)")
+        data["image_shape"] = tuple(int(n) for n in shape)
+    elif all(k in data for k in SPLITS):  # written before these keys existed: tell them from the images
+        sample = np.shape(data["X_train"])[1:]
+        found = [name for name, spec in DATASETS.items()
+                 if sample in (spec["image_shape"], (math.prod(spec["image_shape"]),))]
+        if found:
+            spec = DATASETS[found[0]]
+            data.update(dataset=found[0], image_shape=spec["image_shape"],
+                        num_classes=len(spec["class_names"]), class_names=spec["class_names"])
+    if "class_names" in data:
+        names = np.asarray(data["class_names"])
+        if names.ndim != 1 or names.dtype.kind != "U":
+            raise DataFileError(f"{path}: class_names must be a list of strings, got {names.dtype} "
+                                f"of shape {names.shape}")
+        data["class_names"] = tuple(str(n) for n in names)
+    if "num_classes" in data:
+        n = data["num_classes"]
+        if not (is_int(n) and n >= 1 and len(data.get("class_names", range(n))) == n):
+            raise DataFileError(f"{path}: num_classes is {n!r}, expected a positive integer equal "
+                                f"to the number of class names")
+    if "image_shape" in data:
+        for k in ("X_train", "X_val", "X_test"):
+            sample = np.shape(data.get(k, np.empty((0, *data["image_shape"]))))[1:]
+            if sample not in (data["image_shape"], (math.prod(data["image_shape"]),)):
+                raise DataFileError(f"{path}: {k} holds samples of shape {sample}, expected "
+                                    f"{data['image_shape']} or flat rows of {math.prod(data['image_shape'])}")
+    if "dataset" in data and not isinstance(data["dataset"], str):
+        raise DataFileError(f"{path}: dataset is {data['dataset']!r}, expected a name")
+    for split in ("train", "val", "test"):
+        X, y = data.get(f"X_{split}"), data.get(f"y_{split}")
+        if X is not None and (not isinstance(X, np.ndarray) or X.dtype.kind != "f" or X.ndim < 2):
+            raise DataFileError(f"{path}: X_{split} is {getattr(X, 'dtype', type(X).__name__)} of shape "
+                                f"{np.shape(X)}, expected floating-point samples (N, ...)")
+        if y is not None and (not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.ndim != 1
+                              or (y.size and not 0 <= y.min() <= y.max() < data.get("num_classes", 2**31))):
+            raise DataFileError(f"{path}: y_{split} must be integer labels (N,) in 0..num_classes - 1, "
+                                f"got {getattr(y, 'dtype', type(y).__name__)} of shape {np.shape(y)}")
+        if X is not None and y is not None and len(X) != len(y):
+            raise DataFileError(f"{path}: X_{split} holds {len(X)} samples but y_{split} holds {len(y)} labels")
+    return data

@@ -1,0 +1,101 @@
+"""What a model gets wrong on the test set (notebooks 04 and 05): the per-class table, the
+confusion matrix, the error rate per class and individual predictions.
+
+All of them start from one confusion matrix (confusion_counts) and label every axis with
+class_names (default Fashion-MNIST's; pass data["class_names"] for another data set).
+"""
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from utils.core.datasets import CLASS_NAMES
+from utils.figures.data import as_images, show_image
+
+
+def confusion_counts(y_true, y_pred, num_classes):
+    """(num_classes, num_classes) int array: [t, p] = how many images of true class t were predicted p."""
+    k = num_classes
+    return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
+
+
+def per_class_table(y_true, y_pred, class_names=CLASS_NAMES, sort=True):
+    """Recall, precision, the class each is most often mistaken for, and its errors, per true class.
+
+    y_true, y_pred: labels (N,). Returns a DataFrame indexed by class name with columns
+    "recall", "precision" (NaN for a class never seen / 0 if never predicted), "most confused with"
+    ("-" without errors) and "errors"; worst recall first unless sort=False (then class order).
+    """
+    counts = confusion_counts(y_true, y_pred, len(class_names))
+    hits, seen, predicted = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+    confused = counts - np.diag(hits)  # each row: where that class's errors went
+    table = pd.DataFrame({
+        "class": list(class_names),
+        "recall": np.divide(hits, seen, out=np.full(len(hits), np.nan), where=seen > 0),
+        "precision": hits / np.maximum(predicted, 1),
+        "most confused with": [class_names[row.argmax()] if row.any() else "-" for row in confused],
+        "errors": confused.sum(axis=1),
+    }).set_index("class")
+    return table.sort_values("recall", kind="stable") if sort else table
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES):
+    """Heatmap of the confusion matrix, each row normalised to the true class (numbers: counts)."""
+    counts = confusion_counts(y_true, y_pred, len(class_names))
+    share = counts / counts.sum(axis=1, keepdims=True)
+    fig, ax = plt.subplots(figsize=(9, 7.5))
+    sns.heatmap(share, annot=counts, fmt="d", cmap="Blues", xticklabels=class_names, yticklabels=class_names,
+                cbar_kws={"label": "share of the true class"}, ax=ax)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix on the test set (numbers: image counts)")
+    return fig
+
+
+def plot_class_errors(results, class_names=CLASS_NAMES):
+    """Bars of the error rate per true class, one colour per model. results: {name: (y_true, y_pred)}."""
+    fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
+    width = 0.8 / len(results)
+    for j, (name, (y_true, y_pred)) in enumerate(results.items()):
+        table = per_class_table(y_true, y_pred, class_names, sort=False)
+        ax.bar(np.arange(len(class_names)) + (j - (len(results) - 1) / 2) * width, 100 * (1 - table["recall"]),
+               width, label=f"{name} ({100 * table['errors'].sum() / len(y_true):.1f}% overall)")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
+    ax.set_ylabel("% of the class misclassified")
+    ax.set_title("Test errors per true class")
+    ax.legend()
+    return fig
+
+
+def plot_predictions(X, y_true, proba, class_names=CLASS_NAMES, cols=4, image_shape=None):
+    """Each image with its true label and a bar chart of the predicted class probabilities.
+
+    X: (n, C * H * W) flat rows or images; image_shape: (C, H, W) (default: told from X);
+    y_true: (n,); proba: (n, K). Green bar: the true class; red: a wrong top guess.
+    """
+    images, n = as_images(X, image_shape), len(X)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(3.6 * cols, 1.9 * rows),
+                             gridspec_kw={"width_ratios": [1, 1.2] * cols})
+    axes = axes.reshape(rows, 2 * cols)
+    for j in range(rows * cols):
+        ax_img, ax_bar = axes[j // cols, 2 * (j % cols)], axes[j // cols, 2 * (j % cols) + 1]
+        if j >= n:
+            ax_img.axis("off"), ax_bar.axis("off")
+            continue
+        pred = int(proba[j].argmax())
+        show_image(ax_img, images[j])
+        ax_img.set_title(f"true: {class_names[y_true[j]]}\npred: {class_names[pred]} ({proba[j, pred]:.2f})",
+                         fontsize=8, color="black" if pred == y_true[j] else "red")
+        colors = ["tab:gray"] * len(class_names)
+        if pred != y_true[j]:
+            colors[pred] = "tab:red"
+        colors[y_true[j]] = "tab:green"
+        ax_bar.barh(range(len(class_names)), proba[j], color=colors)
+        ax_bar.set_xlim(0, 1)
+        ax_bar.invert_yaxis()
+        ax_bar.set_yticks(range(len(class_names)), class_names, fontsize=6)
+        ax_bar.tick_params(axis="x", labelsize=6)
+        ax_bar.set_xlabel("probability", fontsize=7)
+    fig.tight_layout()
+    return fig

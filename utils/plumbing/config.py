@@ -1,0 +1,354 @@
+"""Experiments as files: one TOML file in configs/ defines everything a run depends on.
+
+    cfg = load_config("mlp_fashion")                       # configs/mlp_fashion.toml
+    cfg = load_config("configs/mlp_fashion.toml", overrides={"lr": 0.01})
+    data = load_data(cfg)
+    model = build_model(cfg, data)
+    history = train(model, data["X_train"], ..., seed=cfg["seed"], **cfg["train"])
+
+A config has the top-level keys name, checkpoint, seed and the tables [data], [model] and
+[train]; a search config names its experiment and adds [search] and [search.space]. A config
+may `extends = "other"`: it then holds only what differs. SCHEMA below is the one place that
+says which keys exist and which values each takes: the training loop, the search, the
+command lines and the notebooks' sliders all check their values through check_value.
+"""
+import difflib
+import math
+import numbers
+import os
+import shlex
+from pathlib import Path
+
+import numpy as np
+import tomllib
+
+from utils.plumbing import paths
+from utils.plumbing.errors import ConfigError
+
+CONFIG_DIR = paths.ROOT / "configs"
+DEFAULT_EXPERIMENT = "mlp_fashion"
+DEFAULT_SEARCH = "search_fashion"
+MAX_CONFIG_BYTES = 1 << 20
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
+
+
+def _number(low, high, *, integer=False, low_open=False, high_open=False):
+    """A check for a finite number in a range; ints are accepted where floats are expected."""
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    kind = "an integer" if integer else "a number"
+    expected = f"{kind} in {left}{low:g}, {high:g}{right}"
+
+    def check(v):
+        # NumPy's numbers count too (a seed from np.arange, an lr from np.logspace); bools do not.
+        ok_type = isinstance(v, numbers.Integral if integer else numbers.Real)
+        if isinstance(v, (bool, np.bool_)) or not ok_type or not math.isfinite(v):
+            raise ValueError(expected)
+        if v < low or (low_open and v == low) or v > high or (high_open and v == high):
+            raise ValueError(expected)
+        return int(v) if integer else float(v)
+    check.expected = expected
+    return check
+
+
+def _choice(*options):
+    expected = "one of " + ", ".join(map(repr, options))
+
+    def check(v):
+        if v not in options or not isinstance(v, str):
+            raise ValueError(expected)
+        return v
+    check.expected, check.options = expected, options
+    return check
+
+
+def _boolean(v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(_boolean.expected)
+    return bool(v)
+
+
+_boolean.expected = "true or false"
+
+
+def _sizes(v):
+    if (not isinstance(v, (list, tuple)) or not 1 <= len(v) <= 20
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) and 1 <= s <= 65536
+                       for s in v)):
+        raise ValueError(_sizes.expected)
+    return [int(s) for s in v]
+
+
+_sizes.expected = "a list of 1 to 20 integers in [1, 65536], e.g. [64, 32]"
+
+
+def _text(v):
+    if not isinstance(v, str) or not 0 < len(v) <= 200 or "/" in v or "\\" in v or v.startswith("."):
+        raise ValueError(_text.expected)
+    return v
+
+
+_text.expected = "a short text without slashes, e.g. \"mlp_fashion\""
+
+SCHEMA = {
+    "": {"name": _text, "checkpoint": _text, "seed": _number(0, 2 ** 32 - 1, integer=True),
+         "extends": _text, "experiment": _text},
+    "data": {
+        "dataset": _choice("fashion_mnist", "cifar10"),
+        "val_size": _number(1, 100000, integer=True),
+        "augment": _choice("none", "mirror"),
+    },
+    "model": {
+        "builder": _choice("mlp", "lenet5"),
+        "hidden_sizes": _sizes,
+        "activation": _choice(*ACTIVATIONS),  # utils.core.models maps each name to its layer
+        "dropout": _number(0, 1, high_open=True),
+    },
+    "train": {
+        "lr": _number(0, 1000, low_open=True),
+        "num_epochs": _number(1, 10000, integer=True),
+        "batch_size": _number(1, 1 << 20, integer=True),
+        "l2_lambda": _number(0, 10),
+        "optimizer": _choice("sgd", "adam"),
+        "momentum": _number(0, 1, high_open=True),
+        "nesterov": _boolean,
+        "lr_schedule": _choice("constant", "step", "exponential", "cosine"),
+        "decay_factor": _number(0, 1, low_open=True),
+        "decay_steps": _number(1, 1 << 40, integer=True),
+        "patience": _number(0, 10000, integer=True),
+    },
+    "search": {
+        "mode": _choice("grid", "tpe"),
+        "n_trials": _number(1, 100000, integer=True),
+        "train_size": _number(10, 1 << 24, integer=True),
+        "num_epochs": _number(1, 10000, integer=True),
+        "prune": _boolean,
+        "workers": _number(0, 1024, integer=True),
+        "space": None,  # checked by check_space
+    },
+}
+
+
+REQUIRED = {"": {"name", "seed", "checkpoint"}, "data": set(SCHEMA["data"]), "model": {"builder"},
+            "train": set(SCHEMA["train"])}
+
+
+def _did_you_mean(key, known):
+    close = [k for k in known if k.startswith(str(key))] or difflib.get_close_matches(str(key), known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_value(section, key, value, where="config"):
+    """Return value in canonical form, or raise ConfigError naming where, the key, the value and what is expected.
+
+    section: "" for the top level, else "data", "model", "train" or "search".
+    """
+    known = SCHEMA.get(section)
+    if known is None:
+        raise ConfigError(f"{where}: unknown table [{section}]{_did_you_mean(section, SCHEMA)}; "
+                          f"known: {', '.join(s for s in SCHEMA if s)}")
+    full = f"{section}.{key}" if section else str(key)
+    if key not in known:
+        raise ConfigError(f"{where}: unknown key {full!r}{_did_you_mean(key, known)}; "
+                          f"known in {'the top level' if not section else f'[{section}]'}: {', '.join(known)}")
+    if key == "space":
+        return value  # checked by check_space once the search mode is known (_check_together)
+    try:
+        return known[key](value)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {full} = {value!r}: expected {e}") from None
+
+
+def check_space(space, mode="grid", where="config"):
+    """A search space {name: [values]} (in tpe mode also {name: {low, high, log}}), every value checked."""
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"{where}: search.space must be a table name -> list of values, e.g. "
+                          f"lr = [0.1, 0.01]; got {space!r}")
+    out = {}
+    for name, values in space.items():
+        section = next((s for s in ("model", "train") if name in SCHEMA[s]), None)
+        if section is None or name == "builder":
+            searchable = [k for s in ("model", "train") for k in SCHEMA[s] if k != "builder"]
+            raise ConfigError(f"{where}: search.space.{name}: not a searchable hyperparameter"
+                              f"{_did_you_mean(name, searchable)}; searchable: {', '.join(searchable)}")
+        if isinstance(values, dict) and mode == "tpe" and {"low", "high"} <= values.keys() <= {"low", "high", "log"}:
+            low, high = (check_value(section, name, values[k], where) for k in ("low", "high"))
+            if isinstance(low, (list, str, bool)) or not low < high:
+                raise ConfigError(f"{where}: search.space.{name}: a range needs numbers low < high, got {values!r}")
+            out[name] = {"low": low, "high": high, "log": _boolean(values.get("log", False))}
+            continue
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"{where}: search.space.{name}: expected a non-empty list of values"
+                              f"{' or a range {low, high, log}' if mode == 'tpe' else ''}, got {values!r}")
+        checked = [check_value(section, name, v, where) for v in values]
+        if len({repr(v) for v in checked}) < len(checked):
+            raise ConfigError(f"{where}: search.space.{name}: values repeat: {values!r}")
+        out[name] = checked
+    return out
+
+
+def config_path(name):
+    """configs/<name>.toml for a bare name, else the path itself."""
+    path = Path(name)
+    if path.suffix != ".toml" and len(path.parts) == 1:
+        path = CONFIG_DIR / f"{name}.toml"
+    return path
+
+
+def _read_toml(path):
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+        raise ConfigError(f"no config file at {path}; the configs in {CONFIG_DIR}: {known}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_CONFIG_BYTES})")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def _merge(base, top):
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "space" else v
+    return out
+
+
+def _raw(name, seen=()):
+    """The config file's tables, with what it extends merged in underneath."""
+    path = config_path(name)
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'extends' goes round in a circle: {' -> '.join(map(str, seen))}")
+    raw = _read_toml(path)
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        raw = _merge(_raw(check_value("", "extends", parent, str(path)), (*seen, path.resolve())), raw)
+    return raw
+
+
+def load_config(name=DEFAULT_EXPERIMENT, overrides=None):
+    """Read, merge and check an experiment or search config; returns a plain dict.
+
+    name: a name in configs/ ("mlp_fashion") or a path to a .toml file.
+    overrides: {key: value}, key as "train.lr" or, where unambiguous, "lr" (see parse_assignments).
+    A search config (one with [search]) also gets every table of its experiment.
+    Raises ConfigError naming the file and the key for unknown keys and bad values.
+    """
+    where = str(config_path(name))
+    raw = _raw(name)
+    if "search" in raw:
+        experiment = raw.get("experiment")
+        if experiment is None:
+            raise ConfigError(f"{where}: a search config needs experiment = \"<name of an experiment config>\"")
+        base = load_config(check_value("", "experiment", experiment, where))
+        raw = _merge({k: v for k, v in base.items() if k != "name"}, raw)
+    for key, value in (overrides or {}).items():
+        section, leaf = _locate(key, raw, where)
+        (raw.setdefault(section, {}) if section else raw)[leaf] = value
+    cfg = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if key not in SCHEMA:
+                check_value(key, None, None, where)  # raises "unknown table", with a did-you-mean
+            cfg[key] = {k: check_value(key, k, v, where) for k, v in value.items()}
+        else:
+            cfg[key] = check_value("", key, value, where)
+    for section, keys in REQUIRED.items():
+        have = cfg if not section else cfg.get(section, {})
+        missing = sorted(keys - have.keys())
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join((section + '.' if section else '') + k for k in missing)}")
+    _check_together(cfg, where)
+    return cfg
+
+
+def _locate(key, raw, where):
+    """'train.lr' -> ('train', 'lr'); 'lr' -> the one table that knows it."""
+    if "." in key:  # the name is checked with its value, in load_config
+        section, _, leaf = key.partition(".")
+        return section, leaf
+    owners = [s for s, keys in SCHEMA.items() if key in keys]
+    if not owners:
+        known = [k for keys in SCHEMA.values() for k in keys]
+        raise ConfigError(f"{where}: unknown key {key!r} in the overrides{_did_you_mean(key, known)}")
+    if len(owners) > 1:
+        present = [s for s in owners if s in raw]
+        if len(present) != 1:
+            raise ConfigError(f"{where}: {key!r} is in {', '.join(f'[{s}]' for s in owners)}; "
+                              f"write it as {' or '.join(f'{s}.{key}' for s in owners)}")
+        owners = present
+    return owners[0], key
+
+
+def _check_together(cfg, where):
+    """Rules across keys: what one key allows depends on another."""
+    model, train = cfg["model"], cfg["train"]
+    if model["builder"] == "mlp" and "hidden_sizes" not in model:
+        raise ConfigError(f"{where}: the mlp builder needs model.hidden_sizes, e.g. [64, 32]")
+    if model["builder"] == "lenet5" and "hidden_sizes" in model:
+        raise ConfigError(f"{where}: model.hidden_sizes does not apply to lenet5 (its sizes are fixed); remove it")
+    if train["nesterov"] and (train["optimizer"] != "sgd" or train["momentum"] == 0):
+        raise ConfigError(f"{where}: train.nesterov = true needs optimizer = \"sgd\" and momentum > 0")
+    search = cfg.get("search")
+    if search is not None:
+        if "space" not in search:
+            raise ConfigError(f"{where}: a search config needs a [search.space] table")
+        search["space"] = check_space(search["space"], search.get("mode", "grid"), where)
+        if search.get("mode", "grid") == "tpe" and "n_trials" not in search:
+            raise ConfigError(f"{where}: search.mode = \"tpe\" needs search.n_trials")
+        if search.get("mode", "grid") == "grid" and "n_trials" in search:
+            raise ConfigError(f"{where}: search.mode = \"grid\" runs every point; remove search.n_trials")
+
+
+def parse_assignments(items):
+    """["lr=0.01", "model.hidden_sizes=[256, 128]", "optimizer=adam"] -> {key: value}.
+
+    Values are read as TOML values (numbers, true/false, lists, quoted text); anything that
+    is not TOML is taken as text, so optimizer=adam works without quotes.
+    """
+    out = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: expected KEY=VALUE (e.g. lr=0.01), got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out[key.strip()] = value
+    return out
+
+
+def for_notebook(kind, dataset=None):
+    """The config a notebook runs: kind "mlp", "search" or "lenet5", for the data set named by
+    the environment variable DATASET (fashion_mnist, the default, or cifar10), e.g. configs/mlp_cifar10.toml.
+
+    The environment variable NN_SET changes it for a quick trial run without editing a file,
+    e.g. NN_SET="train.num_epochs=1 search.train_size=2000"; keys of a table the config does not
+    have (search.* for an experiment) are left out.
+    """
+    dataset = dataset or os.environ.get("DATASET", "fashion_mnist")
+    suffix = {"fashion_mnist": "fashion", "cifar10": "cifar10"}.get(dataset)
+    if suffix is None or kind not in ("mlp", "search", "lenet5"):
+        raise ConfigError(f"DATASET must be fashion_mnist or cifar10 and kind mlp, search or lenet5; "
+                          f"got DATASET={dataset!r}, kind={kind!r}")
+    name = f"{kind}_{suffix}"
+    overrides = parse_assignments(shlex.split(os.environ.get("NN_SET", "")))
+    if kind != "search":
+        overrides = {k: v for k, v in overrides.items() if not k.startswith("search.")}
+    return load_config(name, overrides)
+
+
+def defaults(section):
+    """The default experiment's values for one table, e.g. defaults("train")."""
+    return dict(load_config(DEFAULT_EXPERIMENT)[section])
+
+
+def describe(cfg):
+    """One line that names the experiment, e.g. "784-512-256-10 MLP, relu, dropout 0.2, sgd ..."."""
+    m, t = cfg["model"], cfg["train"]
+    arch = ("LeNet-5" if m["builder"] == "lenet5"
+            else "MLP with hidden layers " + "-".join(map(str, m["hidden_sizes"])) + f", {m['activation']}")
+    opt = t["optimizer"] + (f" (momentum {t['momentum']:g})" if t["optimizer"] == "sgd" and t["momentum"] else "")
+    drop = f", dropout {m['dropout']:g}" if m.get("dropout") else ""
+    return (f"{arch}{drop}; {opt}, lr {t['lr']:g} with {t['lr_schedule']} decay, L2 {t['l2_lambda']:g}, "
+            f"batch {t['batch_size']}, {t['num_epochs']} epochs; {cfg['data']['dataset']}")

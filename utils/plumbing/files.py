@@ -1,0 +1,319 @@
+"""Files in and out: writes that are atomic, and reads of files that may be hostile at a bounded
+cost (refuse what is not a regular file, cap every size before the bytes are read or decompressed).
+
+The data loaders (utils.core.datasets) read IDX, CIFAR-10 and .npz files through these helpers, so a
+FIFO never hangs a read, and a gzip, tar or zip bomb costs at most the size the caller
+expects of a genuine file. Every error names the file and what was expected; the error
+type is the caller's choice (DataFileError by default; a checkpoint reader can pass its own).
+"""
+import contextlib
+import json
+import math
+import os
+import re
+import stat
+import struct
+import tarfile
+import tempfile
+import time
+import tokenize
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from utils.plumbing.errors import DataFileError
+
+STALE_SECONDS = 60  # a temporary file this old, whose writer is gone, is a killed write's
+KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device",
+         stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file beside path; on success move it over path in one step.
+
+    os.replace is atomic on POSIX and Windows, so a reader (or a crash) sees the old
+    file or the new one, never half of one. On error the temporary file is removed; the
+    ones a killed writer left behind are removed by the next write (remove_stale_temporaries).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); results are for everyone to read
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_stale_temporaries(path, max_age=STALE_SECONDS):
+    """Delete the temporary files of killed writes to path: ".<name>.<pid>.<random>.tmp" beside it.
+
+    Safe with several writers: a file goes only when it has not been written to for max_age
+    seconds AND its writer's process is gone (for names without a pid, from older versions,
+    the age alone decides). A live writer keeps writing and renames its file within
+    moments, so it never loses its file; a writer on another machine sharing the folder
+    is protected by the age alone.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)\.)?[^.]+\.tmp")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            match = pattern.fullmatch(entry.name)
+            if not match or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age and not (
+                        match[1] and _process_alive(int(match[1]))):
+                    os.unlink(entry.path)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or a pid we cannot test: keep its file
+    return True
+
+
+def save_json(obj, path):
+    """Write obj as indented JSON, atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, default=_to_builtin)
+        f.write("\n")
+
+
+def _to_builtin(x):
+    """Make NumPy scalars and arrays JSON-serialisable."""
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def _kind(mode):
+    return next((name for test, name in KINDS.items() if test(mode)), "not a regular file")
+
+
+def open_regular(path, max_bytes, what, error=DataFileError):
+    """Open path for binary reading if it is a regular file of at most max_bytes bytes.
+
+    what: what the file should be, for the messages (e.g. "an IDX file").
+    Checks with stat before opening (so a FIFO is never opened, never hangs), then again on
+    the open descriptor (so a file swapped in between is caught too).
+    Raises FileNotFoundError if path does not exist, error if it is not a regular file or too large.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file; expected {what}") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{path}: is {_kind(mode)}; expected {what} (a regular file)")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # O_NONBLOCK: opening a FIFO cannot block
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+        f.close()
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: is {_kind(st.st_mode)}; expected {what} (a regular file)")
+        raise error(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} bytes {what} can have")
+    return f
+
+
+def read_regular(path, max_bytes, what, error=DataFileError):
+    """The bytes of path, if it is a regular file of at most max_bytes bytes (see open_regular)."""
+    with open_regular(path, max_bytes, what, error) as f:
+        # read(n) allocates n bytes up front: ask for the size stat gave, + 1 to catch a file that grew.
+        data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
+    if len(data) > max_bytes:
+        raise error(f"{path}: more than the {max_bytes:,} bytes {what} can have")
+    return data
+
+
+class Gunzip:
+    """Decompress gzip data on demand, never more than asked for and never more than limit bytes.
+
+    read(n) returns the next n decompressed bytes (fewer only at the end), so a reader can look
+    at a header first and ask for exactly the size it announces: a gzip bomb then costs what the
+    header announces, not what the bomb holds. Several gzip members in a row are one stream, as
+    for gzip.decompress; zero padding after the last one is ignored, anything else is an error.
+    """
+
+    def __init__(self, data, name, limit, error=DataFileError, label="corrupt gzip data"):
+        self.rest, self.name, self.limit, self.error, self.label = data, name, limit, error, label
+        self.produced, self.inflater = 0, zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def read(self, n=-1):
+        n = self.limit + 1 - self.produced if n is None or n < 0 else n
+        out = self._inflate(min(n, self.limit + 1 - self.produced))
+        self.produced += len(out)
+        if self.produced > self.limit:
+            raise self.error(f"{self.name}: decompresses to more than {self.limit:,} bytes, "
+                             f"more than the file can hold")
+        return out
+
+    def _inflate(self, n):
+        out, size = [], 0
+        try:
+            while size < n:
+                if self.inflater.eof:
+                    tail = self.inflater.unused_data.lstrip(b"\0")
+                    if not tail:
+                        break
+                    if tail[:2] != b"\x1f\x8b":
+                        raise self.error(f"{self.name}: {self.label} (trailing garbage after the stream)")
+                    self.rest, self.inflater = tail, zlib.decompressobj(16 + zlib.MAX_WBITS)
+                chunk = self.inflater.decompress(self.rest, n - size)  # n - size > 0: 0 would mean no cap
+                self.rest = self.inflater.unconsumed_tail
+                out.append(chunk)
+                size += len(chunk)
+                if not chunk and not self.rest and not self.inflater.eof:
+                    raise self.error(f"{self.name}: {self.label} (truncated: the stream ends early)")
+        except zlib.error as e:
+            raise self.error(f"{self.name}: {self.label} ({e})") from None
+        return b"".join(out)  # one chunk (the usual case) is returned as is, not copied
+
+
+def read_tar_gz(data, name, wanted, max_unpacked, max_members=64, error=DataFileError):
+    """The members of a tar.gz (bytes) whose base names are keys of wanted, read in memory.
+
+    wanted: {base name: the most bytes that member may have}. Never extracts to disk, so member
+    names cannot write anywhere. The whole archive may unpack to at most max_unpacked bytes and
+    hold at most max_members entries; links, devices and the like are skipped.
+    Returns {base name: bytes} for the wanted members found (the caller says which are missing).
+    """
+    stream = Gunzip(data, name, max_unpacked, error, label="corrupt or truncated tar.gz")
+    found = {}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # "r|": a stream, read once in order
+            for count, member in enumerate(tar, start=1):
+                if count > max_members:
+                    raise error(f"{name}: more than {max_members} entries; expected a few data files")
+                base = Path(member.name).name
+                if not member.isfile() or base not in wanted:
+                    continue
+                if member.size > wanted[base]:
+                    raise error(f"{name}: member {member.name} is {member.size:,} bytes, "
+                                f"more than the {wanted[base]:,} bytes it can have")
+                found[base] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise error(f"{name}: corrupt or truncated tar.gz ({e})") from None
+    return found
+
+
+ZIP_END = struct.Struct("<4s4H2LH")  # end of central directory record, 22 bytes + comment
+
+
+def _check_zip_directory(f, size, path, max_members, error):
+    """Refuse a zip whose central directory is larger than max_members entries could need,
+    before zipfile builds an object for every entry."""
+    f.seek(max(0, size - ZIP_END.size - 0xFFFF))
+    tail = f.read()
+    i = tail.rfind(b"PK\x05\x06")  # the same search zipfile makes
+    if i < 0 or len(tail) - i < ZIP_END.size:
+        raise error(f"{path}: not a zip archive (no end-of-directory record); expected an .npz file")
+    _, _, _, _, entries, dir_size, _, _ = ZIP_END.unpack_from(tail, i)
+    if i >= 20 and tail[i - 20:i - 16] == b"PK\x06\x07":
+        raise error(f"{path}: a ZIP64 archive; expected an .npz of at most {max_members} arrays")
+    if entries > max_members or dir_size > 1024 * max_members:
+        raise error(f"{path}: {entries} entries in a {dir_size:,}-byte directory; expected "
+                    f"an .npz of at most {max_members} arrays")
+    f.seek(0)
+
+
+def npz_members(z, path, max_members, max_unpacked, error=DataFileError):
+    """{array name: ZipInfo} of an open .npz archive z, each member checked before anything is read.
+
+    Refused with error: more than max_members members, a member that is not a .npy file (or
+    appears twice, or is encrypted, or is compressed other than stored or deflated, which is
+    what np.savez and np.savez_compressed write), members unpacking to more than max_unpacked bytes.
+    """
+    infos = z.infolist()
+    if len(infos) > max_members:
+        raise error(f"{path}: {len(infos)} members; expected at most {max_members} arrays")
+    members, total = {}, 0
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        problem = ("is not a .npy array; expected only arrays" if not info.filename.endswith(".npy") or info.is_dir()
+                   else "appears twice" if name in members
+                   else "is encrypted; expected plain arrays" if info.flag_bits & 0x1
+                   else f"uses compression method {info.compress_type}; expected stored or deflated, as np.savez "
+                        f"writes" if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) else None)
+        if problem:
+            raise error(f"{path}: member {info.filename!r} {problem}")
+        total += info.file_size
+        if total > max_unpacked:
+            raise error(f"{path}: its members unpack to more than {max_unpacked:,} bytes")
+        members[name] = info
+    return members
+
+
+def read_npy(z, info, path, error=DataFileError, shape=None):
+    """One .npy member of an open zip z -> array, read only after its header has been checked.
+
+    The header must announce a dtype without Python objects (they would need pickle), shape if
+    given, and exactly the bytes the member holds; then exactly those bytes are read, in chunks
+    (no second copy of a large array), and the member must end there (zipfile checks its CRC).
+    """
+    where = f"{path}: member {info.filename}"
+    with z.open(info) as m:
+        version = np.lib.format.read_magic(m)
+        if version not in ((1, 0), (2, 0)):
+            raise error(f"{where}: .npy format {version}, expected 1.0 or 2.0")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        stored_shape, fortran_order, dtype = read_header(m, max_header_size=10_000)
+        if dtype.hasobject:
+            raise error(f"{where} holds Python objects (dtype {dtype}), which would need pickle; "
+                        f"expected numbers or strings")
+        if shape is not None and stored_shape != tuple(shape):
+            raise error(f"{where} has shape {stored_shape}, expected {tuple(shape)}")
+        count = math.prod(stored_shape)
+        nbytes, left = count * dtype.itemsize, info.file_size - m.tell()
+        if nbytes != left:
+            raise error(f"{where}: its header announces shape {stored_shape} of {dtype} "
+                        f"({nbytes:,} bytes) but {left:,} bytes follow")
+        out = np.empty(count, dtype)
+        buffer, filled = (out.view(np.uint8) if nbytes else None), 0
+        while filled < nbytes:
+            chunk = m.read(min(1 << 22, nbytes - filled))
+            if not chunk:
+                raise error(f"{where} is truncated")
+            buffer[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            filled += len(chunk)
+        if m.read(1):  # reaching the end also makes zipfile check the CRC
+            raise error(f"{where} holds more data than its header declares")
+    return out.reshape(stored_shape, order="F" if fortran_order else "C")
+
+
+def read_npz(path, max_bytes, max_unpacked, max_members=64, what="an .npz file", error=DataFileError):
+    """Read an .npz archive of arrays, as np.load(path, allow_pickle=False) would, at a bounded cost.
+
+    Refuses, with error naming the file: a non-regular or larger than max_bytes file, a zip
+    directory larger than max_members entries need, and whatever npz_members and read_npy refuse.
+    Returns {name: array}, names without ".npy".
+    """
+    with open_regular(path, max_bytes, what, error) as f:
+        try:
+            _check_zip_directory(f, os.fstat(f.fileno()).st_size, path, max_members, error)
+            with zipfile.ZipFile(f) as z:
+                return {name: read_npy(z, info, path, error)
+                        for name, info in npz_members(z, path, max_members, max_unpacked, error).items()}
+        except error:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+                RuntimeError, struct.error, SyntaxError, tokenize.TokenError) as e:  # last two: numpy's header parser
+            raise error(f"{path}: unreadable ({e}); expected {what}") from None

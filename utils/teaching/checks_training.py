@@ -1,0 +1,256 @@
+"""Checks for the training exercises of notebook 06: the loss, L2, SGD with momentum, the
+learning-rate schedules and the grid-search loop. Same behaviour as utils/teaching/checks_layers.py (which
+holds the layer checks and the comparison they share): one line when right, an AssertionError
+naming the likely mistake when wrong, a friendly message when the blank is still empty.
+"""
+import itertools
+import math
+
+import numpy as np
+
+import module
+from utils.core import models
+from utils.core.optim import SGD, l2_penalty, l2_regularize, lr_schedule
+from utils.teaching.checks_layers import call, checker, compare, correct
+from utils.teaching.gradcheck import numerical_gradient, rel_error
+
+# ---------------------------------------------------------------- loss
+
+def _softmax_loss(logits, y, axis=1):
+    """Loss and gradient of softmax cross-entropy with the softmax over axis (1 is right)."""
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    p = e / e.sum(axis=axis, keepdims=True)
+    n = len(y)
+    onehot = np.eye(logits.shape[1])[y]
+    return -np.log(p[np.arange(n), y]).mean(), (p - onehot) / n, p, onehot
+
+
+def _call_loss(fn, logits, y):
+    result = call("softmax_cross_entropy", fn, logits.copy(), y.copy())
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise AssertionError("softmax_cross_entropy should return two things, (loss, dlogits); "
+                             f"got {type(result).__name__}")
+    return result
+
+
+@checker
+def check_loss(fn, seed=0):
+    """Check fn(logits, y) -> (loss, dlogits) against module.SoftmaxCrossEntropy.
+
+    logits (N, C), y (N,) integer labels; loss is the mean over the batch of -log p[y],
+    dlogits = (p - onehot(y)) / N. Also feeds logits near 1000, where exp overflows
+    unless each row is shifted by its maximum first.
+    """
+    rng = np.random.default_rng(seed)
+    n, c = 6, 5  # N differs from C, so a division by the wrong one is told apart
+    logits, y = rng.standard_normal((n, c)), rng.integers(0, c, n)
+    ref = module.SoftmaxCrossEntropy()
+    want_loss = ref.forward(logits.copy(), y)
+    want_grad = ref.backward()
+    _, _, p, onehot = _softmax_loss(logits, y)
+    cols_loss, cols_grad, _, _ = _softmax_loss(logits, y, axis=0)
+    loss, grad = _call_loss(fn, logits, y)
+    if np.ndim(loss) != 0:
+        per_sample = -np.log(p[np.arange(n), y])
+        cause = ("it is the loss of each sample: return their mean" if np.shape(loss) == (n,)
+                 and np.allclose(loss, per_sample) else "the loss must be one number, the mean over the batch")
+        raise AssertionError(f"softmax_cross_entropy: the loss has shape {np.shape(loss)}. Likely cause: {cause}")
+    compare("softmax_cross_entropy: the loss", loss, want_loss, n=n, extra=[
+        (cols_loss, "the softmax is taken over the wrong axis: normalise each row (axis=1), one row per image"),
+        (-p[np.arange(n), y].mean(), "the log is missing: the loss is -log p[y]"),
+        (want_loss / c, "divided by the number of classes C as well: divide by N only")])
+    compare("softmax_cross_entropy: dlogits", grad, want_grad, n=n, extra=[
+        (cols_grad, "the softmax is taken over the wrong axis: normalise each row (axis=1)"),
+        (p / n, "the 1 at the true class is not subtracted: dlogits = (p - onehot(y)) / N"),
+        ((p - onehot) / c, "divided by the number of classes C instead of the batch size N")])
+    big = 1000 + 50 * logits  # exp(1000) overflows float64
+    loss, grad = _call_loss(fn, big, y)
+    want_loss = ref.forward(big.copy(), y)
+    if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(np.asarray(grad, dtype=np.float64)))):
+        raise AssertionError("softmax_cross_entropy on logits near 1000 gives NaN or inf. Likely cause: softmax "
+                             "without the max-shift overflows (exp(1000) = inf); subtract each row's maximum "
+                             "before exp, which leaves the probabilities unchanged")
+    compare("softmax_cross_entropy on logits near 1000: the loss", loss, want_loss)
+    compare("softmax_cross_entropy on logits near 1000: dlogits", grad, ref.backward())
+    x = logits.copy()
+    err = rel_error(np.asarray(_call_loss(fn, x, y)[1], dtype=np.float64),
+                    numerical_gradient(lambda: float(fn(x.copy(), y)[0]), x))
+    correct(err, "softmax cross-entropy, gradient check; no overflow on logits near 1000")
+
+
+# ---------------------------------------------------------------- L2
+
+def _tiny_model(seed):
+    model = models.mlp([5, 4, 3], rng=seed, dtype=np.float64)
+    for _, _, p, _ in model.parameters():  # non-zero biases: penalising them must show
+        p[...] = np.random.default_rng(seed).standard_normal(p.shape)
+    return model
+
+
+@checker
+def check_l2(fn, l2_lambda=0.1, seed=0):
+    """Check fn(params, l2_lambda) -> (penalty, grads) against utils.core.optim's L2.
+
+    params: {"0.W": ..., "0.b": ..., "2.W": ..., "2.b": ...}, as Sequential.params; penalty =
+    l2_lambda / 2 * sum of W**2 over the weights (names ending ".W", biases are not penalised);
+    grads: {name: gradient of the penalty}, l2_lambda * W for weights (biases: zeros, or left out).
+    """
+    model = _tiny_model(seed)
+    params = {k: v.copy() for k, v in model.params.items()}
+    result = call("l2_regularization", fn, {k: v.copy() for k, v in params.items()}, l2_lambda)
+    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], dict):
+        raise AssertionError("l2_regularization should return (penalty, grads), grads a dict name -> array")
+    penalty, grads = result
+    weights = sum(float(np.sum(v ** 2)) for k, v in params.items() if k.endswith(".W"))
+    everything = sum(float(np.sum(v ** 2)) for v in params.values())
+    err = compare("l2_regularization: the penalty", penalty, l2_penalty(model, l2_lambda), extra=[
+        (l2_lambda / 2 * everything, "L2 applied to biases: penalise only the weights (names ending in '.W')"),
+        (l2_lambda * everything, "L2 applied to biases (penalise the weights only), and the 1/2 is missing"),
+        (l2_lambda * weights, "the penalty is missing its factor 1/2: it is l2_lambda / 2 * sum(W**2) "
+         "(that 1/2 makes the gradient l2_lambda * W)"),
+        (l2_lambda / 2 * sum(np.sqrt(np.sum(v ** 2)) for k, v in params.items() if k.endswith(".W")),
+         "the norm is not squared: sum(W**2), not sqrt(sum(W**2))")])
+    for _, _, _, g in model.parameters():
+        g[...] = 0
+    l2_regularize(model, l2_lambda)
+    for k, p in params.items():
+        got = grads.get(k, np.zeros_like(p))
+        if k.endswith(".b"):
+            if got is not None and np.any(got):
+                raise AssertionError(f"l2_regularization: grads[{k!r}] is not zero. Likely cause: L2 applied to "
+                                     "biases; only the weights (names ending in '.W') are penalised")
+            continue
+        err = max(err, compare(f"l2_regularization: grads[{k!r}]", got, model.grads[k], extra=[
+            (2 * l2_lambda * p, "the gradient is 2x too large: with the penalty l2_lambda / 2 * sum(W**2) "
+             "the gradient is l2_lambda * W"),
+            (l2_lambda / 2 * p, "the gradient is missing its factor: d/dW of l2_lambda / 2 * sum(W**2) is "
+             "l2_lambda * W, not l2_lambda / 2 * W")]))
+    correct(err, "L2 penalty and its gradient, biases not penalised")
+
+
+# ---------------------------------------------------------------- SGD with momentum
+
+def _momentum_variant(w, grads, lr, m, variant):
+    """The weights after len(grads) steps of a (mistaken) momentum rule, from zero velocity."""
+    v = np.zeros_like(w)
+    for g in grads:
+        if variant == "order":
+            w, v = w + v, m * v - lr * g
+            continue
+        v = {"sign": m * v + lr * g, "no_momentum": -lr * g, "momentum_sign": -m * v - lr * g,
+             "dampening": m * v - (1 - m) * lr * g}[variant]
+        w = w + v
+    return w
+
+
+@checker
+def check_update(step_fn, lr=0.1, momentum=0.9, seed=0):
+    """Check step_fn(w, dw, v, lr, momentum) -> (w, v), one SGD-with-momentum step, against utils.core.optim.SGD.
+
+    Three steps from v = 0 with three different gradients; the weights after each step must
+    match v <- momentum * v - lr * dw; w <- w + v. (Only w is compared: storing the velocity
+    with the other sign, or lr applied to it, are equally right.)
+    """
+    rng = np.random.default_rng(seed)
+    model = models.Sequential([module.Linear(4, 3, rng=rng, dtype=np.float64)])
+    w0 = model.params["0.W"].copy()
+    grads = [rng.standard_normal(w0.shape) for _ in range(3)]
+    opt = SGD(lr, momentum=momentum)
+    w, v, err = w0.copy(), np.zeros_like(w0), 0.0
+    for t, g in enumerate(grads, 1):
+        model.grads["0.W"][...] = g
+        model.grads["0.b"][...] = 0
+        opt.step(model)
+        result = call("sgd_momentum", step_fn, w.copy(), g.copy(), v.copy(), lr, momentum)
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise AssertionError("sgd_momentum should return (w, v), the new weights and the new velocity")
+        w, v = (np.asarray(a, dtype=np.float64) for a in result)
+        err = max(err, compare(f"sgd_momentum: the weights after step {t}", w, model.params["0.W"], extra=[
+            (_momentum_variant(w0, grads[:t], lr, momentum, "sign"), "a sign error: the weights move uphill; "
+             "v = momentum * v - lr * dw, then w = w + v"),
+            (_momentum_variant(w0, grads[:t], lr, momentum, "order"), "the order of the update: w moved with "
+             "the old velocity; update v first, then w = w + (the new) v"),
+            (_momentum_variant(w0, grads[:t], lr, momentum, "no_momentum"), "the momentum term is missing: "
+             "v = momentum * v - lr * dw keeps part of the previous step"),
+            (_momentum_variant(w0, grads[:t], lr, momentum, "momentum_sign"), "the momentum sign: it is "
+             "+momentum * v, the velocity keeps its direction"),
+            (_momentum_variant(w0, grads[:t], lr, momentum, "dampening"), "the gradient is scaled by "
+             "(1 - momentum): that is an average, not the momentum update v = momentum * v - lr * dw")]))
+    correct(err, "SGD with momentum, three steps")
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+
+@checker
+def check_schedule(fn, kind=None, lr=0.1, decay_factor=0.5, decay_steps=5):
+    """Check fn(t, lr, decay_factor, decay_steps) -> the learning rate at iteration t.
+
+    kind: "step" or "exponential"; by default read from the function's name.
+    Compared with utils.core.optim.lr_schedule for t = 0 .. 3 * decay_steps.
+    """
+    kind = kind or ("step" if "step" in fn.__name__ else "exponential" if "exp" in fn.__name__ else None)
+    if kind not in ("step", "exponential"):
+        raise ValueError(f"check_schedule: say kind='step' or kind='exponential' (the name {fn.__name__!r} "
+                         "does not tell)")
+    t = np.arange(3 * decay_steps + 1)
+    want = np.array([lr_schedule(lr, kind, decay_factor, decay_steps)(i) for i in t])
+    got = np.array([call(fn.__name__, fn, int(i), lr, decay_factor, decay_steps) for i in t], dtype=np.float64)
+    f, s = decay_factor, decay_steps
+    extra = [(lr * f ** t, f"the decay is applied every iteration instead of every decay_steps = {s}: "
+              f"the exponent is t / decay_steps{' rounded down' if kind == 'step' else ''}, not t")]
+    if kind == "step":
+        extra += [(lr * f ** (t / s), "the decay is smooth: a step schedule uses integer division, t // decay_steps"),
+                  (lr * f ** (t // s + 1), "decayed one step too early: at t = 0 the rate must be lr itself")]
+    else:
+        extra += [(lr * f ** (t // s), "the decay is a staircase: an exponential schedule uses t / decay_steps, "
+                   "not t // decay_steps"),
+                  (lr * np.exp(-f * t / s), "exp(-decay_factor * t / decay_steps) is another schedule: here the "
+                   "rate is lr * decay_factor ** (t / decay_steps)")]
+    correct(compare(f"{fn.__name__}: the learning rates for t = 0..{t[-1]}", got, want, extra=extra),
+             f"{kind} decay, t = 0..{t[-1]}")
+
+
+# ---------------------------------------------------------------- the grid-search loop
+
+@checker
+def check_search_loop(fn):
+    """Check fn(space, evaluate) -> results: every combination of space's values evaluated once,
+    each result a dict of the point's values plus "val_acc", best first."""
+    space = {"lr": [0.1, 0.01, 0.001], "hidden_sizes": [[64], [32, 16]], "l2_lambda": [0.0, 1e-3]}
+    calls = []
+
+    def score(lr, hidden_sizes, l2_lambda):
+        # Made up, but deterministic and different for every point.
+        return round(0.5 + 0.3 * math.exp(-abs(math.log10(lr) + 1.8)) - 10 * l2_lambda + 0.01 * len(hidden_sizes), 6)
+
+    def evaluate(**point):
+        calls.append(dict(point))
+        return score(**point)
+
+    results = call("grid_search", fn, space, evaluate)
+    grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+    fail = lambda cause: (_ for _ in ()).throw(AssertionError(f"grid_search is wrong. Likely cause: {cause}"))
+    if len(calls) == min(map(len, space.values())) and len(calls) < len(grid):
+        fail(f"evaluated {len(calls)} points, not every combination of the values ({len(grid)}): zip pairs the "
+             "lists up; itertools.product(*space.values()) gives every combination")
+    missing = [p for p in grid if p not in calls]
+    if missing:
+        fail(f"{len(missing)} of the {len(grid)} combinations were never evaluated, e.g. {missing[0]}")
+    if len(calls) > len(grid):
+        fail(f"evaluate was called {len(calls)} times for {len(grid)} points: each point once")
+    if not isinstance(results, list) or len(results) != len(grid):
+        fail(f"expected a list of {len(grid)} results, got {type(results).__name__} of length "
+             f"{len(results) if hasattr(results, '__len__') else '?'}")
+    if any(not isinstance(r, dict) or "val_acc" not in r for r in results):
+        fail("each result should be a dict: the point's values plus 'val_acc'")
+    if len({repr(sorted(r.items())) for r in results}) < len(results):
+        fail("several results hold the same point: build a new dict for each point (one dict changed in "
+             "place is the same object every time)")
+    if any(r["val_acc"] != score(**{k: r.get(k) for k in space}) for r in results):
+        fail("a result's val_acc is not the score of the point stored with it")
+    scores = [r["val_acc"] for r in results]
+    if scores == sorted(scores):
+        fail("the results are sorted worst first: sort by val_acc with reverse=True")
+    if scores != sorted(scores, reverse=True):
+        fail("the results are not sorted best first: sorted(results, key=lambda r: r['val_acc'], reverse=True)")
+    correct(0.0, f"grid search over {len(grid)} points, best first")

@@ -1,0 +1,336 @@
+"""Signals that tell why a network does or does not learn, read from the layers' cached state.
+
+* ``activation_stats(model, X)``: per activation layer, the share of saturated activations
+  and of dead units (flat for every input), after one forward pass;
+* ``TrainingMonitor``: a ``train(..., callback=...)`` callback that records, after every
+  epoch, a sample of each weight matrix (for histograms), the update-to-weight ratio
+  ||W_e - W_(e-1)|| / ||W_(e-1)|| and the activation stats on a fixed probe batch;
+* ``diagnose(model, X, y, history=None)``: the doctor, "why doesn't my network learn?", a
+  ranked list of findings (what was measured, why it matters, the fix).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from module import Activation, LeakyReLU, ReLU, SoftmaxCrossEntropy
+from utils.core.models import ACTIVATIONS, evaluating, from_config, linear_layers
+from utils.core.optim import Adam
+
+# A unit is "flat" where its local derivative is below this share of the activation's
+# largest derivative: |tanh| > 0.97 (Karpathy's rule of thumb), sigmoid < 0.015 or > 0.985,
+# ReLU at 0. Gradients through a flat unit are scaled by < 6%, so it barely learns.
+FLAT = 0.06
+
+
+def relative_slope(layer):
+    """The activation's derivative at its last input (its local_grad()), divided by its largest one.
+
+    layer: an activation layer after a forward pass. Returns an array shaped like layer.out.
+    """
+    if isinstance(layer, Activation):
+        return (layer.local_grad() / layer.max_slope).astype(layer.out.dtype, copy=False)
+    names = ", ".join(c.__name__ for c in ACTIVATIONS.values())
+    raise ValueError(f"relative_slope: expected an activation layer ({names}), "
+                     f"got {layer!r}")
+
+
+def activation_stats(model, X):
+    """Health of every activation layer of model on the inputs X (N, features), in eval mode.
+
+    Returns a DataFrame with one row per activation layer: layer (its index in the model),
+    kind, saturated (share of the N x units activations that are flat), dead (share of
+    units flat for every one of the N inputs), mean and std of the activations.
+    """
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or len(X) == 0:
+        raise ValueError(f"activation_stats: expected X of shape (N, features) with N > 0, "
+                         f"got {getattr(X, 'shape', type(X).__name__)}")
+    with evaluating(model):
+        model.forward(X)
+    rows = []
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, tuple(ACTIVATIONS.values())):
+            flat = relative_slope(layer) < FLAT
+            rows.append({"layer": i, "kind": type(layer).__name__, "saturated": float(flat.mean()),
+                         "dead": float(flat.all(axis=0).mean()),
+                         "mean": float(layer.out.mean()), "std": float(layer.out.std())})
+    return pd.DataFrame(rows, columns=["layer", "kind", "saturated", "dead", "mean", "std"])
+
+
+class TrainingMonitor:
+    """Callback for utils.core.train.train that records weight and activation diagnostics per epoch.
+
+    monitor = TrainingMonitor(model, X_probe)     # records epoch 0, the initial state
+    train(model, ..., callback=monitor)           # records epochs 1, 2, ...
+
+    X_probe: (N, features), a fixed batch (e.g. validation images) for activation_stats.
+    sample_size: at most this many weights per layer are kept per epoch (a fixed random
+    subset, chosen with seed), enough for a histogram without keeping every copy.
+    Attributes after training:
+    - ratios: DataFrame, one row per epoch >= 1: epoch, layer, ratio = ||W_e - W_(e-1)|| / ||W_(e-1)||
+    - activations: DataFrame of activation_stats per epoch (epoch column added)
+    - samples: {layer index: list of 1-D weight samples, one per recorded epoch}
+    """
+
+    def __init__(self, model, X_probe, sample_size=20000, seed=0):
+        rng = np.random.default_rng(seed)
+        self.X_probe = X_probe
+        self.epochs, self.samples, self._subset, self._previous = [], {}, {}, {}
+        self._ratios, self._activations = [], []
+        for i, layer in linear_layers(model):
+            size = layer.params["W"].size
+            self._subset[i] = np.sort(rng.choice(size, sample_size, replace=False)) if size > sample_size else None
+            self.samples[i] = []
+        self._record(0, model)
+
+    def __call__(self, history, model):
+        self._record(int(history["epoch"].iloc[-1]), model)
+
+    def _record(self, epoch, model):
+        self.epochs.append(epoch)
+        for i, layer in linear_layers(model):
+            W = layer.params["W"]
+            flat = W.ravel()
+            self.samples[i].append(flat.copy() if self._subset[i] is None else flat[self._subset[i]])
+            if i in self._previous:
+                before = self._previous[i]
+                self._ratios.append({"epoch": epoch, "layer": i,
+                                     "ratio": float(np.linalg.norm(W - before) / np.linalg.norm(before))})
+            self._previous[i] = W.copy()
+        self._activations.append(activation_stats(model, self.X_probe).assign(epoch=epoch))
+
+    @property
+    def ratios(self):
+        return pd.DataFrame(self._ratios, columns=["epoch", "layer", "ratio"])
+
+    @property
+    def activations(self):
+        return pd.concat(self._activations, ignore_index=True)
+
+    def weight_histograms(self, layer, bins=61):
+        """Histograms of one layer's weights, one per recorded epoch, on common bin edges.
+
+        Returns (epochs, edges, counts): epochs (E,), edges (bins + 1,) symmetric around 0,
+        counts (E, bins) as the share of the sampled weights in each bin.
+        """
+        if layer not in self.samples:
+            raise ValueError(f"layer {layer} is not a Linear layer; Linear layers: {sorted(self.samples)}")
+        samples = self.samples[layer]
+        limit = max(float(np.abs(s).max()) for s in samples)
+        edges = np.linspace(-limit, limit, bins + 1)
+        counts = np.stack([np.histogram(s, edges)[0] / len(s) for s in samples])
+        return np.array(self.epochs), edges, counts
+
+
+# ---------------------------------------------------------------- the doctor: "why doesn't my network learn?"
+
+@dataclass
+class Finding:
+    """One problem diagnose() found: what it measured, why that matters, and the fix."""
+    problem: str
+    measured: str
+    why: str
+    fix: str
+    severity: int  # 3: training cannot work; 2: it learns badly or slowly; 1: worth a look
+
+    def __str__(self):
+        return f"{self.problem}\n   measured: {self.measured}\n   why: {self.why}\n   fix: {self.fix}"
+
+
+class Diagnosis(list):
+    """diagnose()'s findings, most severe first, with every measured signal in .signals."""
+
+    def __init__(self, findings, signals):
+        super().__init__(findings)
+        self.signals = signals
+
+    def __str__(self):
+        head = (["nothing wrong found"] if not self else
+                [f"{i}. {finding}" for i, finding in enumerate(self, 1)])
+        signals = ", ".join(f"{k} {_fmt(v)}" for k, v in self.signals.items())
+        return "\n".join(head + [f"signals: {signals}"])
+
+    __repr__ = __str__
+
+
+def _fmt(v):
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+# Thresholds, with the reasoning behind each in the finding's text.
+DOCTOR = {"sample": 1000, "probe_size": 20, "probe_steps": 200, "dead": 0.5, "saturated": 0.5,
+          "ratio_low": 1e-5, "ratio_high": 0.3, "one_class": 0.9,
+          "lr": 0.05}  # the project's default learning rate, when the caller gives none
+
+
+def _copy(model):
+    """A new model with the same layers and weights: the doctor never changes the caller's."""
+    dtype = next(iter(model.params.values())).dtype
+    twin = from_config(model.config(), dtype=dtype)
+    for k, p in twin.params.items():
+        p[...] = model.params[k]
+    return twin.eval()  # dropout off: the probes measure the network, not the noise
+
+
+def _overfit_steps(model, X, y, steps):
+    """Adam (lr 1e-3, a safe default) on one small batch: the first step with 100% accuracy, or None."""
+    opt, loss_fn = Adam(lr=1e-3), SoftmaxCrossEntropy()
+    with np.errstate(all="ignore"):
+        for step in range(1, steps + 1):
+            logits = model.forward(X)
+            loss_fn.forward(logits, y)
+            model.backward(loss_fn.backward(), need_dx=False)
+            opt.step(model)
+            if (model.forward(X).argmax(axis=1) == y).all():
+                return step
+    return None
+
+
+def diagnose(model, X, y, history=None, lr=None, seed=0):
+    """Why does (or would) this network not learn? Checks model on (X, y) and, if given, its history.
+
+    model: a Sequential; X: inputs as the model takes them (N, ...), y: (N,) integer labels;
+    history: train()'s DataFrame (for NaN, exploding loss, accuracy stuck at chance);
+    lr: the learning rate to judge the update-to-weight ratio by (default: the history's
+    first lr, else the project's default 0.05). The model is not changed: every probe
+    runs on a copy. Returns a Diagnosis, a list of Finding, most severe first (empty for a
+    healthy network), whose .signals holds every number measured; print() it.
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    if len(X) == 0 or len(X) != len(y):
+        raise ValueError(f"diagnose: expected X with N > 0 rows and labels y of shape (N,), "
+                         f"got {X.shape} and {y.shape}")
+    if lr is None:
+        lr = float(history["lr"].iloc[0]) if history is not None and len(history) and "lr" in history else DOCTOR["lr"]
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(X), min(len(X), DOCTOR["sample"]), replace=False)
+    Xs, ys = X[pick], y[pick]
+    twin = _copy(model)
+    dtype = next(iter(twin.params.values())).dtype
+    found, s = [], {}
+    add = lambda *args: found.append(Finding(*args))  # noqa: E731
+
+    # Inputs: the network expects roughly standardised values.
+    s["input_mean"], s["input_std"] = float(Xs.mean()), float(Xs.std())
+    s["input_min"], s["input_max"] = float(Xs.min()), float(Xs.max())
+    if s["input_min"] >= 0 and s["input_max"] > 20:
+        add("inputs are raw pixel values", f"inputs range {s['input_min']:.0f}..{s['input_max']:.0f}, "
+            f"mean {s['input_mean']:.3g}, std {s['input_std']:.3g}",
+            "initialisations (He, Glorot) assume inputs of mean 0 and std 1; pixels up to 255 make the first "
+            "layer's outputs ~100x too large, the softmax saturates and the gradients are huge or vanish",
+            "scale to [0, 1] (X / 255), then standardise with the training set's mean and std "
+            "(utils.core.preprocess.scale, utils.core.preprocess.standardize)", 3)
+    elif abs(s["input_mean"]) > 0.5 or not 0.5 < s["input_std"] < 2:
+        add("inputs are not standardised", f"input mean {s['input_mean']:.3g}, std {s['input_std']:.3g} "
+            "(expected about 0 and 1)", "off-centre or badly scaled inputs slow gradient descent down: all "
+            "first-layer weights of a unit move in the same direction (mean far from 0) or the steps fit badly",
+            "subtract the training set's mean and divide by its std (utils.core.preprocess.standardize)", 2)
+
+    # Weights all zero: every unit of a layer computes the same, forever.
+    zero = [name for name, p in twin.params.items() if name.endswith(".W") and not np.any(p)]
+    s["zero_weight_layers"] = len(zero)
+    if zero:
+        add("weights initialised to zero", f"every weight is 0 in {', '.join(zero)}",
+            "identical units get identical gradients, so they stay identical (the symmetry is never broken); "
+            "with ReLU the gradients are exactly 0 and nothing but the last biases learns",
+            "initialise with small random weights, He (ReLU) or Glorot (sigmoid, tanh), as module.Linear does", 3)
+
+    # The loss on the data: at initialisation it should be ln(C), the loss of guessing uniformly.
+    with np.errstate(all="ignore"):
+        logits = twin.forward(np.ascontiguousarray(Xs, dtype=dtype))
+        loss_fn = SoftmaxCrossEntropy()
+        loss = loss_fn.forward(logits, ys) if np.isfinite(logits).all() else float("nan")
+    num_classes = logits.shape[1]
+    s["loss"], s["chance_loss"] = float(loss), float(np.log(num_classes))
+    if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in twin.params.values()):
+        add("the loss is NaN or inf", f"loss {loss} on {len(Xs)} samples",
+            "a NaN spreads to every weight at the next update; the network cannot recover",
+            "lower the learning rate (divide by 10), check the inputs for NaN, start from fresh weights", 3)
+    elif loss > 2 * s["chance_loss"]:  # LeNet-5 at He initialisation: 1.7 ln(C); weights x10: 7 ln(C)
+        add("the loss is far above chance", f"loss {loss:.3g}, against ln({num_classes}) = {s['chance_loss']:.3g} "
+            "for uniform guessing", "the network is confidently wrong: its logits are far too large, from "
+            "weights initialised too large or unscaled inputs; the first steps then only undo that",
+            "standardise the inputs; initialise weights with std sqrt(2 / fan_in) (He)", 2)
+
+    # All predictions the same class.
+    share = np.bincount(logits.argmax(axis=1), minlength=num_classes).max() / len(Xs)
+    s["top_class_share"], s["accuracy"] = float(share), float((logits.argmax(axis=1) == ys).mean())
+    if share > DOCTOR["one_class"] and len(np.unique(ys)) > 1:
+        add("all predictions are the same class", f"{share:.0%} of {len(Xs)} predictions are one class",
+            "the network ignores its input: dead or symmetric units, or a learning rate that sent the weights "
+            "where one class wins everywhere", "see the other findings; check the weights and the learning rate", 2)
+
+    # Dead ReLUs and saturated sigmoid/tanh units (activations cached by the forward pass above).
+    for i, layer in enumerate(twin.layers):
+        if isinstance(layer, Activation) and np.isfinite(layer.out).all():
+            flat = relative_slope(layer) < FLAT
+            if isinstance(layer, (ReLU, LeakyReLU)):
+                dead = float(flat.all(axis=0).mean())
+                s[f"dead_{i}"] = dead
+                if dead > DOCTOR["dead"]:
+                    add(f"dead ReLU units in layer {i}", f"{dead:.0%} of the units are 0 for every one of "
+                        f"{len(Xs)} inputs", "a dead unit passes no gradient, so it never comes back: the layer "
+                        "has lost its capacity", "lower the learning rate; He initialisation; LeakyReLU", 2)
+            else:
+                sat = float(flat.mean())
+                s[f"saturated_{i}"] = sat
+                if sat > DOCTOR["saturated"]:
+                    add(f"saturated {type(layer).__name__} units in layer {i}", f"{sat:.0%} of the activations "
+                        "sit where the derivative is below 6% of its maximum", "gradients through a saturated "
+                        "unit vanish: the layers below barely learn", "smaller initial weights (Glorot), "
+                        "standardised inputs, or ReLU", 2)
+
+    # One plain SGD step: the update-to-weight ratio lr * |dW| / |W|, about 1e-3 during healthy training
+    # (larger, up to ~0.1, in the first steps from initialisation, where the gradients are largest).
+    loss_fn.forward(logits, ys)
+    with np.errstate(all="ignore"):
+        twin.backward(loss_fn.backward(), need_dx=False)
+    ratios = {name: lr * float(np.linalg.norm(g)) / float(np.linalg.norm(p))
+              for _, name, p, g in twin.parameters() if name.endswith(".W") and np.any(p)}
+    if ratios:
+        s["update_ratio_min"], s["update_ratio_max"] = min(ratios.values()), max(ratios.values())
+        high, low = max(ratios, key=ratios.get), min(ratios, key=ratios.get)
+        if ratios[high] > DOCTOR["ratio_high"]:
+            add("the learning rate is too high", f"update-to-weight ratio lr * |dW| / |W| = {ratios[high]:.2g} "
+                f"for {high} (lr {lr:g}); about 1e-3 is healthy, up to ~0.1 in the first steps",
+                "steps that large overshoot: the "
+                "loss oscillates, explodes to NaN or kills ReLU units", f"divide the learning rate by "
+                f"{ratios[high] / 0.03:.0f} or so; run a learning-rate range test "
+                "(utils.teaching.sanity.lr_range_test)", 3)
+        elif ratios[low] < DOCTOR["ratio_low"]:
+            add("the learning rate is too low", f"update-to-weight ratio lr * |dW| / |W| = {ratios[low]:.2g} "
+                f"for {low} (lr {lr:g}); about 1e-3 is healthy", "the weights barely move: training crawls",
+                "raise the learning rate; run a learning-rate range test (utils.teaching.sanity.lr_range_test)", 1)
+
+    # Can it overfit one small batch? If not, no amount of data or epochs will help.
+    probe = rng.choice(len(X), min(len(X), DOCTOR["probe_size"]), replace=False)
+    steps = _overfit_steps(_copy(model), np.ascontiguousarray(X[probe], dtype=dtype), y[probe], DOCTOR["probe_steps"])
+    s["overfit_steps"] = steps if steps is not None else f">{DOCTOR['probe_steps']}"
+    if steps is None:
+        add("the network cannot overfit one small batch", f"{len(probe)} samples, {DOCTOR['probe_steps']} Adam steps "
+            "(lr 1e-3): training accuracy stayed below 100%", "any working network memorises a handful of "
+            "samples; if it cannot, the bug is in the model, its initialisation or the data, not in the "
+            "hyperparameters", "look at the other findings; check the labels match the inputs; a gradient check", 3)
+
+    # From the training history: NaN, explosion, accuracy stuck at chance.
+    if history is not None and len(history):
+        train_loss = np.asarray(history["train_loss"], dtype=float)
+        s["epochs"] = len(history)
+        if not np.isfinite(train_loss).all() or ("val_loss" in history and not np.isfinite(history["val_loss"]).all()):
+            add("the loss became NaN during training", "the history holds NaN or inf losses", "the updates "
+                "overflowed; from then on every weight is NaN", "lower the learning rate (divide by 10)", 3)
+        elif len(train_loss) > 1 and train_loss[-1] > 2 * train_loss.min():
+            add("the training loss is exploding", f"training loss {train_loss.min():.3g} at best, "
+                f"{train_loss[-1]:.3g} at the last epoch", "the steps have grown larger than the valley they "
+                "should descend", "lower the learning rate, or decay it sooner", 3)
+        if "val_acc" in history and len(history) >= 2:
+            s["best_val_acc"] = float(history["val_acc"].max())
+            if s["best_val_acc"] < 1.5 / num_classes:
+                add("validation accuracy is stuck at chance", f"best validation accuracy {s['best_val_acc']:.3g} "
+                    f"after {len(history)} epochs; guessing gives {1 / num_classes:.3g}", "the network learned "
+                    "nothing that carries over to new images", "see the other findings; run the overfit and "
+                    "gradient checks (utils.teaching.sanity)", 3)
+
+    order = ["NaN", "raw pixel", "zero", "overfit", "exploding", "too high", "far above", "not standardised"]
+    rank = lambda f: (-f.severity, next((i for i, w in enumerate(order) if w in f.problem), len(order)))  # noqa: E731
+    return Diagnosis(sorted(found, key=rank), s)
