@@ -8,6 +8,7 @@ import pytest
 from module import Linear
 from utils.core.models import Sequential, mlp
 from utils.core.optim import SGD, Adam, l2_penalty, l2_regularize, lr_schedule
+from utils.core.train import train
 from utils.plumbing.errors import CheckpointError, ConfigError
 
 
@@ -210,8 +211,9 @@ BAD_SETTINGS = [
     (lambda: Adam(lr=0), r"Adam: lr must be positive"),
     (lambda: Adam(beta2=float("nan")), r"Adam: beta2 must be in \[0, 1\)"),
     (lambda: Adam(eps=0), "Adam: eps must be positive"),
-    (lambda: l2_regularize(mlp([3, 2]), float("inf")), "l2_regularize: l2_lambda must be >= 0 .*inf"),
-    (lambda: l2_regularize(mlp([3, 2]), -1e-4), "l2_lambda must be >= 0"),
+    (lambda: l2_penalty(mlp([3, 2]), float("inf")), "l2_penalty: l2_lambda must be >= 0 .*inf"),
+    (lambda: train(mlp([3, 2]), *[np.ones((2, 3), np.float32), np.zeros(2, int)] * 2, l2_lambda=-1e-4),
+     "train.l2_lambda = -0.0001: expected"),  # checked once per run, not by l2_regularize on every batch
     (lambda: l2_penalty(mlp([3, 2]), "0.1"), "l2_penalty: l2_lambda must be >= 0 .*'0.1'"),
     (lambda: lr_schedule(float("nan")), "lr_schedule: lr must be positive"),
     (lambda: lr_schedule(0.1, None), "unknown lr schedule None"),

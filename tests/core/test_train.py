@@ -1,12 +1,14 @@
 """The training loop: learning on real data, best-weight saving, resume, divergence and bad settings."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from utils.core.checkpoint import load_model
 from utils.core.models import mlp
-from utils.core.train import TrainingDiverged, evaluate, hyperparameters, train
-from utils.plumbing.config import defaults
+from utils.core.train import DEFAULTS, TrainingDiverged, evaluate, hyperparameters, train
+from utils.plumbing import config
 from utils.plumbing.errors import CheckpointError, ConfigError
 
 
@@ -29,7 +31,7 @@ def toy():
 
 def test_learns_fashion_mnist_far_above_chance(small_fashion, tmp_path):
     model = mlp([784, 128, 10], rng=0)
-    history = train(model, *small_fashion, num_epochs=4, lr=0.05, progress=False,
+    history = train(model, *small_fashion, num_epochs=4, lr=0.05, l2_lambda=1e-3, progress=False,
                     checkpoint_path=tmp_path / "best.npz")
     assert list(history.columns) == ["epoch", "lr", "train_loss", "train_total_loss", "train_acc",
                                      "val_loss", "val_acc", "seconds"]
@@ -128,7 +130,7 @@ def test_float64_data_is_converted_once(toy):
     ({"decay_steps": float("nan")}, "decay_steps = nan: expected an integer"),
     ({"decay_steps": float("inf")}, "decay_steps = inf: expected an integer"),
     ({"nesterov": "no"}, "nesterov = 'no': expected true or false"),
-    ({"nesterov": True, "momentum": 0.0}, "nesterov=True needs optimizer='sgd' and momentum > 0"),
+    ({"nesterov": True, "momentum": 0.0}, 'nesterov = true needs optimizer = "sgd" and momentum > 0'),
     ({"seed": -1}, "seed = -1: expected an integer"),
     ({"seed": "0"}, "seed = '0': expected an integer"),
     ({"momentum": 1.0}, r"momentum = 1.0: expected a number in \[0, 1\)"),
@@ -150,9 +152,25 @@ def test_bad_data(X, y, message, toy):
         train(mlp([10, 8, 3], rng=1), X, y, *toy[2:], num_epochs=1, progress=False)
 
 
-def test_defaults_come_from_the_default_experiment():
-    assert hyperparameters() == {**defaults("train"), "seed": 0}
+def test_defaults_are_the_textbook_ones_in_code_and_no_config_file_changes_them(toy, tmp_path, monkeypatch):
+    assert hyperparameters() == DEFAULTS
+    assert DEFAULTS["optimizer"] == "sgd" and DEFAULTS["momentum"] == 0 and DEFAULTS["lr_schedule"] == "constant"
+    assert DEFAULTS["l2_lambda"] == 0
     assert hyperparameters(patience=None)["patience"] == 0  # None: early stopping off, as before
+
+    def run():
+        return train(mlp([10, 8, 3], rng=1), *toy, lr=0.1, num_epochs=1, progress=False)
+
+    before = run()
+    edited = tmp_path / "configs"
+    shutil.copytree(config.CONFIG_DIR, edited)
+    text = (edited / "mlp_fashion.toml").read_text()
+    (edited / "mlp_fashion.toml").write_text(text.replace("momentum = 0.9", "momentum = 0.5")
+                                             .replace('lr_schedule = "cosine"', 'lr_schedule = "step"'))
+    monkeypatch.setattr(config, "CONFIG_DIR", edited)
+    assert config.load_config("mlp_fashion")["train"]["momentum"] == 0.5  # the edit is seen by the loader ...
+    after = run()                                                        # ... and not by train()
+    pd.testing.assert_frame_equal(before.drop(columns="seconds"), after.drop(columns="seconds"))
 
 
 def test_values_beyond_float32_are_refused_as_data_not_blamed_on_the_lr(toy):
@@ -193,6 +211,7 @@ def test_a_tampered_resume_file_is_refused_before_anything_changes(change, messa
 
 def test_numpy_numbers_are_valid_hyperparameters():
     """A seed from np.arange or an lr from np.logspace works as before; NumPy's bools too, and stay bools."""
-    hp = hyperparameters(seed=np.int64(3), lr=np.float64(0.01), batch_size=np.int32(64), nesterov=np.bool_(True))
+    hp = hyperparameters(seed=np.int64(3), lr=np.float64(0.01), batch_size=np.int32(64), momentum=np.float32(0.5),
+                         nesterov=np.bool_(True))
     assert (hp["seed"], hp["lr"], hp["batch_size"], hp["nesterov"]) == (3, 0.01, 64, True)
     assert type(hp["seed"]) is int and type(hp["lr"]) is float and type(hp["nesterov"]) is bool

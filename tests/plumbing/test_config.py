@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 
 from utils.core.experiment import build_model
-from utils.plumbing.config import CONFIG_DIR, SCHEMA, check_value, defaults, describe, load_config, parse_assignments
+from utils.core.models import ACTIVATIONS
+from utils.plumbing.config import (
+    CONFIG_DIR,
+    SCHEMA,
+    check_nesterov,
+    check_value,
+    describe,
+    load_config,
+    parse_assignments,
+)
 from utils.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +140,12 @@ def test_check_value_is_the_one_check():
     assert check_value("train", "l2_lambda", 0) == 0.0 and isinstance(check_value("train", "l2_lambda", 0), float)
     with pytest.raises(ConfigError, match="expected an integer"):
         check_value("train", "batch_size", 12.0)
-    assert defaults("model")["hidden_sizes"] == load_config()["model"]["hidden_sizes"]
+    with pytest.raises(ConfigError, match="nesterov = true needs optimizer"):
+        check_nesterov({"optimizer": "adam", "momentum": 0.9, "nesterov": True})
+
+
+def test_the_schema_names_exactly_the_activations_the_models_build():
+    assert set(SCHEMA["model"]["activation"].options) == set(ACTIVATIONS)
 
 
 @pytest.mark.parametrize("name, image_shape, first", [

@@ -5,6 +5,7 @@ and writes only into pytest's temporary folders. Bad input, a full disk and a ki
 parent are in test_search_faults.py.
 """
 import json
+import math
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from optuna.trial import TrialState
 from tests.search import pg
 from utils.core.models import mlp
 from utils.core.train import hyperparameters
+from utils.plumbing import config
 from utils.search import engine as search_engine
 from utils.search import run as search
 from utils.search import storage as search_storage
@@ -307,3 +309,15 @@ def test_run_search_config_takes_everything_from_the_config(tmp_path):
     assert (settings["train_size"], settings["num_epochs"], settings["fixed"]["dropout"]) == (500, 1, 0.1)
     assert settings["fixed"]["lr_schedule"] == cfg["train"]["lr_schedule"] and "lr" not in settings["fixed"]
     assert len(table) == 1 and table.state[0] == "complete"
+
+
+def test_a_48_point_search_reads_each_config_file_once(tmp_path, monkeypatch):
+    """The loader reads a file; nothing else does: not train(), not each grid point, not the defaults."""
+    reads = []
+    read_toml = config._read_toml
+    monkeypatch.setattr(config, "_read_toml", lambda path: reads.append(path.name) or read_toml(path))
+    cfg = config.load_config("search_fashion")
+    monkeypatch.setattr(search, "work", lambda *a, **k: None)  # the study and its queue of every point only
+    search.run_search_config(cfg, out_dir=tmp_path, workers=1, progress=False)
+    assert math.prod(map(len, cfg["search"]["space"].values())) == 48 and load(tmp_path, cfg["name"]).get_trials()
+    assert sorted(reads) == ["mlp_fashion.toml", "search_fashion.toml"]

@@ -43,7 +43,7 @@ def grid_config(path, name, lr=(0.1, 0.03, 0.01, 0.003), sizes=((32,), (16,)), e
     ({"fixed": {"momentum": "0.9"}}, ConfigError, "momentum = '0.9': expected a number"),
     ({"fixed": {"num_epochs": 3}}, ConfigError, "settings of the search itself"),
     ({"fixed": {"dropuot": 0.1}}, ConfigError, "dropuot.*did you mean 'dropout'"),
-    ({"fixed": {"optimizer": "adam", "nesterov": True}}, ConfigError, "nesterov=True needs optimizer='sgd'"),
+    ({"fixed": {"optimizer": "adam", "nesterov": True}}, ConfigError, 'nesterov = true needs optimizer = "sgd"'),
     ({"fixed": ["dropout", 0.1]}, SearchError, "fixed must be a dict"),
     ({"train_size": 54001}, SearchError, "train_size=54001 is larger than the training set.*54,000"),
     ({"train_size": 5}, ConfigError, "train_size = 5"),

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from utils.plumbing.config import check_nesterov
 from utils.plumbing.errors import CheckpointError, ConfigError
 from utils.plumbing.validate import is_int, is_number
 
@@ -103,8 +104,7 @@ class SGD(Optimizer):
         _fraction("SGD", "momentum", momentum)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise ConfigError(f"SGD: nesterov must be True or False, got {nesterov!r}")
-        if nesterov and momentum == 0:
-            raise ValueError("SGD: nesterov=True needs a momentum > 0")
+        check_nesterov({"optimizer": "sgd", "momentum": momentum, "nesterov": nesterov}, where="SGD")
         self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
         self.slots = {"velocity": {}}  # per parameter name; saved with a resumable run
 
@@ -171,8 +171,7 @@ def l2_regularize(model, l2_lambda):
 
     Biases are not penalised. Call after backward, before the optimiser's step.
     """
-    _number("l2_regularize", "l2_lambda", l2_lambda, lambda v: v >= 0, ">= 0")
-    if l2_lambda == 0:
+    if l2_lambda == 0:  # l2_lambda is checked once per run, by train(), not on every batch
         return
     for _, name, p, g in model.parameters():
         if name.endswith(".W"):

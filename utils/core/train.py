@@ -28,25 +28,30 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or inf."""
 
 
-def hyperparameters(**overrides):
-    """The training hyperparameters: the default experiment's [train] table updated by overrides, all checked.
+# What train() uses for a hyperparameter its caller leaves out: the textbook defaults, plain
+# mini-batch SGD at a constant learning rate, without L2 or early stopping. An experiment states
+# every value it wants in its config file (configs/*.toml); no file is read here.
+DEFAULTS = {"lr": 0.01, "num_epochs": 10, "batch_size": 64, "l2_lambda": 0.0, "optimizer": "sgd",
+            "momentum": 0.0, "nesterov": False, "lr_schedule": "constant", "decay_factor": 0.5,
+            "decay_steps": 1000, "patience": 0, "seed": 0}
+
+
+def hyperparameters(**given):
+    """The training hyperparameters: DEFAULTS updated by the given ones, each checked by the config schema.
 
     seed (the shuffling order) is accepted too; patience None means 0 (off). Raises ConfigError
     (a ValueError) naming the hyperparameter, its value and what is expected.
     """
-    hp = {**config.defaults("train"), "seed": 0, **overrides}
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"train(): unknown hyperparameter {unknown[0]!r}{config.did_you_mean(unknown[0], DEFAULTS)}; "
+                          f"known: {', '.join(DEFAULTS)}")
+    hp = {**DEFAULTS, **given}
     if hp["patience"] is None:
         hp["patience"] = 0
-    checked = {}
-    for name, value in hp.items():
-        section = "" if name == "seed" else "train"
-        if name not in config.SCHEMA[section]:
-            raise ConfigError(f"train(): unknown hyperparameter {name!r}"
-                              f"{config._did_you_mean(name, [*config.SCHEMA['train'], 'seed'])}; "
-                              f"known: {', '.join(config.SCHEMA['train'])}, seed")
-        checked[name] = config.check_value(section, name, value, where="train()")
-    if checked["nesterov"] and (checked["optimizer"] != "sgd" or checked["momentum"] == 0):
-        raise ConfigError("train(): nesterov=True needs optimizer='sgd' and momentum > 0")
+    checked = {name: config.check_value("" if name == "seed" else "train", name, value, where="train()")
+               for name, value in hp.items()}
+    config.check_nesterov(checked, where="train()")
     return checked
 
 

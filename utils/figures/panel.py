@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from utils.core.experiment import build_model
 from utils.core.train import train
 from utils.figures.training import plot_history
-from utils.plumbing.config import SCHEMA, check_value
+from utils.plumbing.config import MODEL_KEYS, SCHEMA, check_value
 
 STYLE = {"description_width": "120px"}
 LAYOUT = {"width": "380px"}
@@ -64,9 +64,7 @@ def _slider(key, value):
     raise ValueError(f"no slider for {key!r}")
 
 
-MODEL_KEYS = ("hidden_sizes", "activation", "dropout")
-TRAIN_KEYS = ("lr", "num_epochs", "batch_size", "l2_lambda", "optimizer", "momentum", "nesterov",
-              "lr_schedule", "decay_factor", "decay_steps", "patience")
+TRAIN_KEYS = tuple(SCHEMA["train"])
 
 
 def inactive_keys(values, builder="mlp"):

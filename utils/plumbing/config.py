@@ -128,11 +128,13 @@ SCHEMA = {
 }
 
 
+# The hyperparameters of a model's shape (the search and the sliders set them), and the required keys.
+MODEL_KEYS = tuple(k for k in SCHEMA["model"] if k != "builder")
 REQUIRED = {"": {"name", "seed", "checkpoint"}, "data": set(SCHEMA["data"]), "model": {"builder"},
             "train": set(SCHEMA["train"])}
 
 
-def _did_you_mean(key, known):
+def did_you_mean(key, known):
     close = [k for k in known if k.startswith(str(key))] or difflib.get_close_matches(str(key), known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -144,11 +146,11 @@ def check_value(section, key, value, where="config"):
     """
     known = SCHEMA.get(section)
     if known is None:
-        raise ConfigError(f"{where}: unknown table [{section}]{_did_you_mean(section, SCHEMA)}; "
+        raise ConfigError(f"{where}: unknown table [{section}]{did_you_mean(section, SCHEMA)}; "
                           f"known: {', '.join(s for s in SCHEMA if s)}")
     full = f"{section}.{key}" if section else str(key)
     if key not in known:
-        raise ConfigError(f"{where}: unknown key {full!r}{_did_you_mean(key, known)}; "
+        raise ConfigError(f"{where}: unknown key {full!r}{did_you_mean(key, known)}; "
                           f"known in {'the top level' if not section else f'[{section}]'}: {', '.join(known)}")
     if key == "space":
         return value  # checked by check_space once the search mode is known (_check_together)
@@ -169,7 +171,7 @@ def check_space(space, mode="grid", where="config"):
         if section is None or name == "builder":
             searchable = [k for s in ("model", "train") for k in SCHEMA[s] if k != "builder"]
             raise ConfigError(f"{where}: search.space.{name}: not a searchable hyperparameter"
-                              f"{_did_you_mean(name, searchable)}; searchable: {', '.join(searchable)}")
+                              f"{did_you_mean(name, searchable)}; searchable: {', '.join(searchable)}")
         if isinstance(values, dict) and mode == "tpe" and {"low", "high"} <= values.keys() <= {"low", "high", "log"}:
             low, high = (check_value(section, name, values[k], where) for k in ("low", "high"))
             if isinstance(low, (list, str, bool)) or not low < high:
@@ -269,7 +271,7 @@ def _locate(key, raw, where):
     owners = [s for s, keys in SCHEMA.items() if key in keys]
     if not owners:
         known = [k for keys in SCHEMA.values() for k in keys]
-        raise ConfigError(f"{where}: unknown key {key!r} in the overrides{_did_you_mean(key, known)}")
+        raise ConfigError(f"{where}: unknown key {key!r} in the overrides{did_you_mean(key, known)}")
     if len(owners) > 1:
         present = [s for s in owners if s in raw]
         if len(present) != 1:
@@ -286,8 +288,7 @@ def _check_together(cfg, where):
         raise ConfigError(f"{where}: the mlp builder needs model.hidden_sizes, e.g. [64, 32]")
     if model["builder"] == "lenet5" and "hidden_sizes" in model:
         raise ConfigError(f"{where}: model.hidden_sizes does not apply to lenet5 (its sizes are fixed); remove it")
-    if train["nesterov"] and (train["optimizer"] != "sgd" or train["momentum"] == 0):
-        raise ConfigError(f"{where}: train.nesterov = true needs optimizer = \"sgd\" and momentum > 0")
+    check_nesterov(train, where)
     search = cfg.get("search")
     if search is not None:
         if "space" not in search:
@@ -297,6 +298,13 @@ def _check_together(cfg, where):
             raise ConfigError(f"{where}: search.mode = \"tpe\" needs search.n_trials")
         if search.get("mode", "grid") == "grid" and "n_trials" in search:
             raise ConfigError(f"{where}: search.mode = \"grid\" runs every point; remove search.n_trials")
+
+
+def check_nesterov(train, where="config"):
+    """The one rule across optimiser settings: Nesterov momentum needs SGD with a momentum > 0."""
+    if train.get("nesterov") and (train.get("optimizer", "sgd") != "sgd" or not train.get("momentum")):
+        raise ConfigError(f"{where}: nesterov = true needs optimizer = \"sgd\" and momentum > 0, got "
+                          f"optimizer {train.get('optimizer', 'sgd')!r}, momentum {train.get('momentum', 0)!r}")
 
 
 def parse_assignments(items):
@@ -336,11 +344,6 @@ def for_notebook(kind, dataset=None):
     if kind != "search":
         overrides = {k: v for k, v in overrides.items() if not k.startswith("search.")}
     return load_config(name, overrides)
-
-
-def defaults(section):
-    """The default experiment's values for one table, e.g. defaults("train")."""
-    return dict(load_config(DEFAULT_EXPERIMENT)[section])
 
 
 def describe(cfg):

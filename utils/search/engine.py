@@ -30,7 +30,6 @@ from utils.plumbing.errors import SearchError
 from utils.search import storage as search_storage
 from utils.search.storage import masked, open_storage
 
-MODEL_KEYS = ("hidden_sizes", "activation", "dropout")
 TRAIN_KEYS = tuple(k for k in SCHEMA["train"] if k != "num_epochs")  # num_epochs and seed: the search's
 HOLDING = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -15,8 +15,9 @@ from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 
 from utils.core.checkpoint import atomic_write
+from utils.plumbing.config import MODEL_KEYS
 from utils.plumbing.files import save_json
-from utils.search.engine import HOLDING, MODEL_KEYS, TRAIN_KEYS, decode, encode
+from utils.search.engine import HOLDING, TRAIN_KEYS, decode, encode
 
 RESULTS_CSV, BEST_JSON = "hyperparameter_search_results.csv", "best_hyperparameters.json"
 _STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",

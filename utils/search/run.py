@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 
 from utils.core.train import hyperparameters
 from utils.plumbing import cli, config
+from utils.plumbing.config import MODEL_KEYS
 from utils.plumbing.errors import ConfigError, SearchError
-from utils.search.engine import MODEL_KEYS, grid_points, open_study
+from utils.search.engine import grid_points, open_study
 from utils.search.results import (  # noqa: F401
     BEST_JSON,
     RESULTS_CSV,
@@ -70,7 +71,7 @@ def settings_from_config(cfg, full_fixed=False):
         raise ConfigError(f"config {cfg['name']!r}: the search trains MLPs; its experiment's builder is "
                           f"{cfg['model']['builder']!r}")
     return {"mode": s.get("mode", "grid"), "space": s["space"], "n_trials": s.get("n_trials"),
-            "train_size": s.get("train_size"), "num_epochs": s["num_epochs"], "prune": s.get("prune"),
+            "train_size": s.get("train_size"), "num_epochs": s["num_epochs"], "prune": s.get("prune", False),
             "seed": cfg["seed"], "data": dict(cfg["data"]),
             "fixed": {k: v for k, v in fixed.items() if full_fixed or k not in s["space"]}}
 
@@ -82,7 +83,7 @@ def _section(name, where):
             return section
     known = [k for s in ("model", "train") for k in config.SCHEMA[s] if k not in ("builder", "num_epochs")]
     hint = "; num_epochs and seed are settings of the search itself" if name in ("num_epochs", "seed") else ""
-    raise ConfigError(f"{where}: unknown hyperparameter {name!r}{config._did_you_mean(name, known)}{hint}; "
+    raise ConfigError(f"{where}: unknown hyperparameter {name!r}{config.did_you_mean(name, known)}{hint}; "
                       f"known: {', '.join(known)}")
 
 
@@ -138,19 +139,21 @@ def _check_trials(s):
         hyperparameters(**{k: v for k, v in values.items() if k in config.SCHEMA["train"]})
 
 
-def _defaults():
-    return settings_from_config(config.load_config(config.DEFAULT_SEARCH), full_fixed=True)
+def _defaults(cfg=None):
+    """The settings of a search config (default: configs/search_fashion.toml), as check_settings's defaults."""
+    return settings_from_config(cfg if cfg is not None else config.load_config(config.DEFAULT_SEARCH), full_fixed=True)
 
 
 # ---------------------------------------------------------------- running
 
 def run_search(space=None, mode=None, n_trials=None, *, study_name="search", storage=None, out_dir=None,
                workers=None, blas_threads=1, train_size=None, num_epochs=None, prune=None, seed=None,
-               fixed=None, data=None, overwrite=False, progress=True):
+               fixed=None, data=None, overwrite=False, progress=True, config_defaults=None):
     """Run (or resume, or join) a hyperparameter search; write and return its results table.
 
     Settings (see check_settings) left None come from the study if it exists, else from the
-    default search config (configs/search_fashion.toml); given ones must match the study's.
+    search config config_defaults (a loaded config; default: configs/search_fashion.toml, read
+    once); given ones must match the study's.
     out_dir: where the results go (default: a fresh folder log/runs/<study_name>-<time>/).
     storage: None (out_dir/search.db), an SQLite file path, or a database URL such as
         postgresql://user:pw@host/db that several machines share.
@@ -168,7 +171,7 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
              "num_epochs": num_epochs, "prune": prune, "seed": seed, "fixed": fixed, "data": data}
     if not isinstance(study_name, str) or not study_name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise SearchError(f"study_name must be letters, digits, '-', '_' or '.', got {study_name!r}")
-    settings = check_settings(given, _defaults())  # before touching the disk: bad input starts nothing
+    settings = check_settings(given, _defaults(config_defaults))  # before touching the disk: bad input starts nothing
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = cpus if workers in (None, 0) else workers
     for name, value in (("workers", workers), ("blas_threads", blas_threads)):
@@ -221,7 +224,7 @@ def run_search_config(cfg, *, out_dir=None, storage=None, workers=None, blas_thr
     return run_search(s["space"], s["mode"], s["n_trials"], study_name=study_name or cfg["name"], storage=storage,
                       out_dir=out_dir, workers=workers, blas_threads=blas_threads, train_size=s["train_size"],
                       num_epochs=s["num_epochs"], prune=s["prune"], seed=s["seed"], fixed=s["fixed"],
-                      data=s["data"], overwrite=overwrite, progress=progress)
+                      data=s["data"], overwrite=overwrite, progress=progress, config_defaults=cfg)
 
 
 def _study_exists(url, study_name):
@@ -299,7 +302,8 @@ def _main(argv, p):
     table = run_search(s["space"], s["mode"], s["n_trials"], study_name=a.study or cfg["name"], storage=a.storage,
                        out_dir=out, workers=workers, blas_threads=a.blas_threads,
                        train_size=s["train_size"], num_epochs=s["num_epochs"], prune=s["prune"], seed=s["seed"],
-                       fixed=s["fixed"], data=s["data"], overwrite=a.overwrite, progress=not a.quiet)
+                       fixed=s["fixed"], data=s["data"], overwrite=a.overwrite, progress=not a.quiet,
+                       config_defaults=cfg)
     print(table.drop(columns="val_acc_curve").head(10).round(4).to_string(index=False))
     saving = pruning_savings(table, s["num_epochs"])
     if saving["pruned"]:
