@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: run test lint lab bench bench-pipeline bench-playground data venv clean solutions
+.PHONY: run test test-slow lint lab bench bench-pipeline bench-playground data venv clean solutions
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ run: data
 
 test: data
 	$(PY) -m pytest --nbval
+
+# The long runs make test leaves out: the LeNet-5 band, the CIFAR-10 notebooks (about 20 minutes).
+test-slow: data
+	$(PY) -m pytest -m slow
 
 # ruff: pyflakes, pycodestyle, import order, and no import hidden in a function (pyproject.toml).
 lint: venv

@@ -9,7 +9,7 @@ against bands:
 * the search's winner must be among the top 3 complete trials of the committed search, and
   the experiment's config must hold one of those 3;
 * LeNet-5 (configs/lenet5_fashion.toml, about 3 minutes more) is checked against LENET_BAND
-  only when NN_SLOW_TESTS=1.
+  only by make test-slow.
 
 How the bands were measured (one BLAS thread, this project's 2-core machine, 2026-11-29):
 `python -m utils train --set seed=S` for the seeds listed below. Across CPUs the same seed
@@ -64,7 +64,7 @@ def test_the_mlp_reaches_its_test_accuracy_band(tmp_path):
         f"seeds {MLP_MEASURED}: a change made the model worse (or better: then measure and move the band)")
 
 
-@pytest.mark.skipif(os.environ.get("NN_SLOW_TESTS") != "1", reason="about 3 minutes; set NN_SLOW_TESTS=1")
+@pytest.mark.slow  # about 3 minutes: make test-slow
 def test_lenet5_reaches_its_test_accuracy_band(tmp_path):
     acc = trained_test_accuracy("lenet5_fashion", tmp_path)
     assert LENET_BAND[0] <= acc <= LENET_BAND[1], (

@@ -57,6 +57,8 @@ def lab_command(lab_args, lab_dir):
     return lines[0]
 
 
+pytestmark = pytest.mark.browser
+
 def test_make_lab_command_is_headless_and_root_safe():
     line = lab_command("--no-browser --ip 127.0.0.1 --port 8888", "notebooks/")
     assert "--no-browser --ip 127.0.0.1 --port 8888" in line and line.rstrip().endswith("notebooks/")

@@ -251,6 +251,7 @@ def postgres_url():
         yield url
 
 
+@pytest.mark.postgres
 def test_two_machines_share_a_grid_through_postgresql(postgres_url, tmp_path):
     """Two workers started with the same command against one database: each point once, none lost."""
     (tmp_path / "shared.toml").write_text('name = "shared"\nexperiment = "mlp_fashion"\n[search]\nnum_epochs = 2\n'

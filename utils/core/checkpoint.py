@@ -6,14 +6,12 @@ metrics. Loading never unpickles anything, so even a hostile file cannot run cod
 checks the whole file before it builds anything: a regular file of bounded size; a zip
 archive of .npy members, stored or deflated, not encrypted, each member's size bounded by
 its header and again while it is read; float32 or float64 arrays, finite; and, in
-load_model, the shapes the architecture implies, before the model is allocated. Whatever
+load_model, the shapes the architecture implies, before the model is allocated. The reading
+is done by the .npz readers of utils.plumbing.files, with the checkpoint's own limits. Whatever
 is wrong raises CheckpointError (a ValueError) naming the file and what was expected.
 """
-import contextlib
 import json
 import math
-import os
-import stat
 import tokenize
 import zipfile
 from pathlib import Path
@@ -22,7 +20,7 @@ import numpy as np
 
 from utils.core import models
 from utils.plumbing.errors import CheckpointError
-from utils.plumbing.files import _to_builtin, atomic_write
+from utils.plumbing.files import _to_builtin, atomic_write, npz_members, open_regular, read_npy
 
 META_KEY = "__meta__"
 FORMAT_VERSION = 1
@@ -32,6 +30,7 @@ MAX_META_BYTES = 2 ** 26        # the JSON record: architecture, hyperparameters
 MAX_LAYERS = 1000
 MAX_MEMBERS = 10_000
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+TEXT = (np.dtype("U"),)         # the JSON record: one string, of any length
 # What a damaged or hostile archive makes zipfile and numpy raise, besides MemoryError.
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, ValueError, TypeError, KeyError, IndexError,
                 NotImplementedError, RuntimeError, OverflowError, UnicodeError, SyntaxError, RecursionError,
@@ -56,17 +55,23 @@ def load_arrays(path, expected_shapes=None):
     """
     path = Path(path)
     try:
-        with _open_regular_file(path) as f, zipfile.ZipFile(f) as archive:
-            members = _members(archive, path)
-            if META_KEY not in members:
+        with open_regular(path, MAX_FILE_BYTES, "a checkpoint", CheckpointError) as f, zipfile.ZipFile(f) as archive:
+            members = npz_members(archive, path, MAX_MEMBERS, MAX_FILE_BYTES, CheckpointError)
+            record = members.pop(META_KEY, None)
+            if record is None:
                 raise CheckpointError(f"{path}: not a checkpoint of this project (no {META_KEY!r} JSON record)")
-            meta = _parse_meta(_read_npy(archive, members.pop(META_KEY), path, META_KEY), path)
+            if record.file_size > MAX_META_BYTES:
+                raise CheckpointError(f"{path}: refused to load: the {META_KEY!r} record is {record.file_size:,} "
+                                      f"bytes; expected at most {MAX_META_BYTES:,}")
+            meta = _parse_meta(read_npy(archive, record, path, CheckpointError, shape=(), dtypes=TEXT), path)
             shapes = expected_shapes(meta) if expected_shapes else None
             if shapes is not None and shapes.keys() != members.keys():
                 raise CheckpointError(f"{path}: refused to load: the arrays do not match the architecture: missing "
                                       f"{sorted(shapes.keys() - members.keys())}, unexpected "
                                       f"{sorted(members.keys() - shapes.keys())}")
-            arrays = {name: _read_npy(archive, info, path, name, shapes and shapes[name])
+            arrays = {name: read_npy(archive, info, path, CheckpointError, shapes[name] if shapes else None,
+                                     dtypes=FLOATS, max_elements=MAX_ARRAY_ELEMENTS, finite=True,
+                                     shape_from="the architecture")
                       for name, info in members.items()}
     except CheckpointError:
         raise
@@ -76,95 +81,6 @@ def load_arrays(path, expected_shapes=None):
         raise CheckpointError(f"{path}: refused to load: not a readable .npz checkpoint "
                               f"({type(e).__name__}: {e}); expected a zip archive of .npy arrays") from None
     return arrays, meta
-
-
-@contextlib.contextmanager
-def _open_regular_file(path):
-    """The open file at path, after checking (before opening it) that it is a regular file of bounded size.
-
-    A FIFO or a device could block a reader forever, or never end: they are refused unopened.
-    """
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise CheckpointError(f"{path}: refused to load: not a regular file (a directory, FIFO or device); "
-                              "expected a .npz checkpoint")
-    if info.st_size > MAX_FILE_BYTES:
-        raise CheckpointError(f"{path}: refused to load: {info.st_size:,} bytes; a checkpoint may have at most "
-                              f"{MAX_FILE_BYTES:,}")
-    # O_NONBLOCK: should the path have become a FIFO since the check, the open does not hang either.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CheckpointError(f"{path}: refused to load: not a regular file")
-        yield f
-
-
-def _members(archive, path):
-    """{array name: ZipInfo} of the archive's .npy members, refused unless each one is safe to read."""
-    infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise CheckpointError(f"{path}: refused to load: {len(infos)} members; expected at most {MAX_MEMBERS}")
-    members, total = {}, 0
-    for info in infos:
-        name = info.filename[:-len(".npy")]
-        problem = (
-            "is not a .npy array" if not info.filename.endswith(".npy") or info.is_dir() else
-            "appears twice" if name in members else
-            "is encrypted" if info.flag_bits & 0x1 else
-            f"uses compression method {info.compress_type}; expected stored (0) or deflated (8)"
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) else None)
-        if problem:
-            raise CheckpointError(f"{path}: refused to load: member {info.filename!r} {problem}")
-        total += info.file_size
-        if total > MAX_FILE_BYTES:
-            raise CheckpointError(f"{path}: refused to load: the members decompress to more than "
-                                  f"{MAX_FILE_BYTES:,} bytes (a zip bomb?)")
-        members[name] = info
-    return members
-
-
-def _read_npy(archive, info, path, name, shape=None):
-    """One .npy member as an array: float32/float64 and finite (or the JSON record's string).
-
-    The header is checked first (dtype, shape, against shape if given, and that the size it
-    implies is what the zip header declares), then exactly that many bytes are read: a
-    member can neither claim a huge array nor decompress beyond its declared size.
-    """
-    where = f"{path}: refused to load: array {name!r}"
-    with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        if version not in ((1, 0), (2, 0)):
-            raise CheckpointError(f"{where}: .npy format version {version}; expected 1.0 or 2.0")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        stored_shape, fortran_order, dtype = read_header(member, max_header_size=10_000)
-        is_meta = name == META_KEY
-        if is_meta and (dtype.kind != "U" or stored_shape != ()):
-            raise CheckpointError(f"{path}: not a checkpoint of this project (no {META_KEY!r} JSON record)")
-        if not is_meta and dtype not in FLOATS:
-            raise CheckpointError(f"{where} has dtype {dtype}; expected float32 or float64 "
-                                  "(object arrays would need pickle, which is never used)")
-        if shape is not None and stored_shape != tuple(shape):
-            raise CheckpointError(f"{where} has shape {stored_shape}; the architecture implies {tuple(shape)}")
-        count = math.prod(stored_shape)
-        limit = MAX_META_BYTES if is_meta else MAX_ARRAY_ELEMENTS * dtype.itemsize
-        if count * dtype.itemsize > limit or count * dtype.itemsize != info.file_size - member.tell():
-            raise CheckpointError(f"{where}: shape {stored_shape} of {dtype} needs {count * dtype.itemsize:,} "
-                                  f"bytes; the member holds {info.file_size - member.tell():,} (at most "
-                                  f"{limit:,} allowed)")
-        array = np.empty(count, dtype)
-        buffer, filled = memoryview(array).cast("B"), 0
-        while filled < len(buffer):
-            chunk = member.read(min(1 << 20, len(buffer) - filled))
-            if not chunk:
-                raise CheckpointError(f"{where} is truncated")
-            buffer[filled:filled + len(chunk)] = chunk
-            filled += len(chunk)
-        if member.read(1):  # also makes zipfile verify the CRC of the whole member
-            raise CheckpointError(f"{where} holds more data than its header declares")
-    array = array.reshape(stored_shape, order="F" if fortran_order else "C")
-    if not is_meta and not np.isfinite(array).all():
-        raise CheckpointError(f"{where} contains NaN or inf; expected finite weights")
-    return array
 
 
 def _parse_meta(blob, path):

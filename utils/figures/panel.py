@@ -155,7 +155,7 @@ class TrainingPanel:
         self.widget = widgets.VBox([
             widgets.HBox([widgets.VBox(columns[:7]), widgets.VBox(columns[7:])]),
             widgets.HBox([self.button, self.quick]), self.status, self.curves])
-        for key, w in self.sliders.items():  # CSS classes for the browser test (tests/test_browser.py)
+        for key, w in self.sliders.items():  # CSS classes for the browser test (tests/figures/test_browser.py)
             w.add_class(f"tp-{key}")
         for name in ("quick", "button", "status", "curves", "widget"):
             getattr(self, name).add_class(f"tp-{name}")

@@ -299,7 +299,7 @@ class PlaygroundView:
                                                      layout=widgets.Layout(width="250px", min_width="250px")),
                                         self.stats], layout=widgets.Layout(flex_flow="row wrap"))]),
         ], layout=widgets.Layout(flex_flow="row wrap"))  # on a narrow screen the figures go below the controls
-        # CSS classes name the parts for the browser test (tests/test_browser.py) and for styling.
+        # CSS classes name the parts for the browser test (tests/figures/test_browser.py) and for styling.
         for key, w in self.controls.items():
             w.add_class(f"pg-{key}")
         for name, w in self.buttons.items():

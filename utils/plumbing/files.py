@@ -103,8 +103,13 @@ def _to_builtin(x):
     raise TypeError(f"cannot write {type(x).__name__} to JSON")
 
 
-def _kind(mode):
-    return next((name for test, name in KINDS.items() if test(mode)), "not a regular file")
+def _check_regular(st, path, max_bytes, what, error):
+    """Refuse, by its stat result st, a path that is not a regular file of at most max_bytes bytes."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in KINDS.items() if test(st.st_mode)), "a special file")
+        raise error(f"{path}: is {kind}; expected {what} (a regular file)")
+    if st.st_size > max_bytes:
+        raise error(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} bytes {what} can have (refused unread)")
 
 
 def open_regular(path, max_bytes, what, error=DataFileError):
@@ -117,19 +122,17 @@ def open_regular(path, max_bytes, what, error=DataFileError):
     """
     path = Path(path)
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file; expected {what}") from None
-    if not stat.S_ISREG(mode):
-        raise error(f"{path}: is {_kind(mode)}; expected {what} (a regular file)")
+    _check_regular(st, path, max_bytes, what, error)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # O_NONBLOCK: opening a FIFO cannot block
     f = os.fdopen(fd, "rb")
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+    try:
+        _check_regular(os.fstat(fd), path, max_bytes, what, error)
+    except BaseException:
         f.close()
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: is {_kind(st.st_mode)}; expected {what} (a regular file)")
-        raise error(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} bytes {what} can have")
+        raise
     return f
 
 
@@ -250,8 +253,9 @@ def npz_members(z, path, max_members, max_unpacked, error=DataFileError):
         problem = ("is not a .npy array; expected only arrays" if not info.filename.endswith(".npy") or info.is_dir()
                    else "appears twice" if name in members
                    else "is encrypted; expected plain arrays" if info.flag_bits & 0x1
-                   else f"uses compression method {info.compress_type}; expected stored or deflated, as np.savez "
-                        f"writes" if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) else None)
+                   else f"uses compression method {info.compress_type}; expected stored or deflated, "
+                        "as np.savez writes (zip methods 0 or 8)"
+                   if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) else None)
         if problem:
             raise error(f"{path}: member {info.filename!r} {problem}")
         total += info.file_size
@@ -261,42 +265,60 @@ def npz_members(z, path, max_members, max_unpacked, error=DataFileError):
     return members
 
 
-def read_npy(z, info, path, error=DataFileError, shape=None):
+def read_npy(z, info, path, error=DataFileError, shape=None, dtypes=None, max_elements=None, finite=False,
+             shape_from=None):
     """One .npy member of an open zip z -> array, read only after its header has been checked.
 
-    The header must announce a dtype without Python objects (they would need pickle), shape if
-    given, and exactly the bytes the member holds; then exactly those bytes are read, in chunks
-    (no second copy of a large array), and the member must end there (zipfile checks its CRC).
+    The header must be .npy format 1.0 or 2.0 and announce: a dtype without Python objects (they
+    would need pickle) and, if given, one of dtypes (an unsized one such as np.dtype("U") stands
+    for strings of any length); shape, if given (shape_from names what implies it, for the
+    message, e.g. "the architecture"); at most max_elements elements, if given; and exactly the
+    bytes the member holds. Then exactly those bytes are read, in chunks (no second copy of a
+    large array), and the member must end there (reaching the end makes zipfile check its CRC).
+    finite: refuse an array holding NaN or inf.
     """
-    where = f"{path}: member {info.filename}"
+    where = f"{path}: array {info.filename.removesuffix('.npy')!r}"
+    dtypes = None if dtypes is None else [np.dtype(d) for d in dtypes]
     with z.open(info) as m:
         version = np.lib.format.read_magic(m)
         if version not in ((1, 0), (2, 0)):
-            raise error(f"{where}: .npy format {version}, expected 1.0 or 2.0")
+            raise error(f"{where}: .npy format version {version}; expected 1.0 or 2.0")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
         stored_shape, fortran_order, dtype = read_header(m, max_header_size=10_000)
+        expected = "numbers or strings" if dtypes is None else " or ".join(
+            str(d) if d.itemsize else f"{d.name} of any length" for d in dtypes)
         if dtype.hasobject:
-            raise error(f"{where} holds Python objects (dtype {dtype}), which would need pickle; "
-                        f"expected numbers or strings")
+            raise error(f"{where} holds Python objects (dtype {dtype}), which would need pickle; expected {expected}")
+        if dtypes is not None and not any(dtype == d if d.itemsize else dtype.kind == d.kind for d in dtypes):
+            raise error(f"{where} has dtype {dtype}; expected {expected}")
         if shape is not None and stored_shape != tuple(shape):
-            raise error(f"{where} has shape {stored_shape}, expected {tuple(shape)}")
+            raise error(f"{where} has shape {stored_shape}; {f'{shape_from} implies' if shape_from else 'expected'} "
+                        f"{tuple(shape)}")
         count = math.prod(stored_shape)
+        if max_elements is not None and count > max_elements:
+            raise error(f"{where}: shape {stored_shape} has {count:,} elements; expected at most {max_elements:,}")
         nbytes, left = count * dtype.itemsize, info.file_size - m.tell()
-        if nbytes != left:
-            raise error(f"{where}: its header announces shape {stored_shape} of {dtype} "
-                        f"({nbytes:,} bytes) but {left:,} bytes follow")
+        if nbytes > left:
+            raise error(f"{where}: its header announces shape {stored_shape} of {dtype} ({nbytes:,} bytes) "
+                        f"but only {left:,} bytes follow")
+        if nbytes < left:  # trailing data, or a bomb behind a small header
+            raise error(f"{where}: shape {stored_shape} of {dtype} needs {nbytes:,} bytes; the member holds "
+                        f"{left:,}: more than its header declares")
         out = np.empty(count, dtype)
         buffer, filled = (out.view(np.uint8) if nbytes else None), 0
         while filled < nbytes:
             chunk = m.read(min(1 << 22, nbytes - filled))
             if not chunk:
-                raise error(f"{where} is truncated")
+                raise error(f"{where} is truncated: {filled:,} of the {nbytes:,} bytes its header declares")
             buffer[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
             filled += len(chunk)
         if m.read(1):  # reaching the end also makes zipfile check the CRC
-            raise error(f"{where} holds more data than its header declares")
-    return out.reshape(stored_shape, order="F" if fortran_order else "C")
+            raise error(f"{where} holds more data than the {nbytes:,} bytes its header declares")
+    out = out.reshape(stored_shape, order="F" if fortran_order else "C")
+    if finite and not np.isfinite(out).all():
+        raise error(f"{where} contains NaN or inf; expected finite numbers")
+    return out
 
 
 def read_npz(path, max_bytes, max_unpacked, max_members=64, what="an .npz file", error=DataFileError):
