@@ -5,5 +5,5 @@
     figures/   the figures and widgets: plots, the playground, the Train panel
     teaching/  the teaching aids: exercise checks, gradient and sanity checks, the doctor, the grader
     plumbing/  config files, command-line helpers, file reading under limits, validation, errors, paths
-    commands/  the command lines: python -m utils COMMAND
+    commands/  the train and evaluate commands; python -m utils COMMAND runs every command
 """

@@ -1,1 +1,2 @@
-"""The command lines, run as python -m utils COMMAND (see utils/__main__.py)."""
+"""The command lines that are not part of one idea's package: train and evaluate. Every command,
+these and data, search and grade, runs as python -m utils COMMAND (utils/__main__.py)."""

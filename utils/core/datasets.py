@@ -1,10 +1,9 @@
 """Fashion-MNIST and CIFAR-10: find or download the files, check them, prepare arrays for training.
 
-Loading returns the raw uint8 images; utils.core.preprocess turns them into float32 arrays.
-`prepare(dataset)` chains the steps the way the notebooks use them, and `save_prepared` /
-`load_prepared` pass the result between notebooks. Every file is read through utils.plumbing.files,
-with caps derived from the official sizes, so a corrupt or hostile file gets a DataFileError
-naming it, never a hang or a memory blow-up.
+Loading returns the raw uint8 images; utils.core.preprocess turns them into float32 arrays,
+and utils.core.prepared chains the steps the way the notebooks use them. Every file is read
+through utils.plumbing.files, with caps derived from the official sizes, so a corrupt or
+hostile file gets a DataFileError naming it, never a hang or a memory blow-up.
 
     python -m utils data    # make sure the data is here (download if needed) and check it
 """
@@ -18,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.core.checkpoint import atomic_write
 from utils.plumbing import cli, paths
 from utils.plumbing.errors import DataFileError
-from utils.plumbing.files import Gunzip, read_regular, read_tar_gz
+from utils.plumbing.files import Gunzip, atomic_write, read_regular, read_tar_gz
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

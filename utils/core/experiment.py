@@ -14,7 +14,7 @@ from utils.plumbing.errors import ConfigError
 
 
 def load_data(cfg, data_dir=None):
-    """The data set the config names, split and standardised (see utils.core.datasets.prepare).
+    """The data set the config names, split and standardised (see utils.core.prepared.prepare).
 
     Images are flat rows for an MLP and (N, C, H, W) for LeNet-5; with augment = "mirror"
     the training set also holds a mirrored copy of every image.

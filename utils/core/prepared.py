@@ -2,19 +2,17 @@
 
 `prepare("fashion_mnist")` or `prepare("cifar10")` returns the dict every notebook and the
 training command use; `save_prepared` / `load_prepared` pass it between notebooks without pickle.
-(Also importable from utils.core.datasets, where these functions used to live.)
 """
 import math
 from pathlib import Path
 
 import numpy as np
 
-from utils.core.checkpoint import atomic_write
 from utils.core.datasets import DATASETS
 from utils.core.preprocess import scale, standardize, stratified_split
 from utils.plumbing import paths
 from utils.plumbing.errors import DataFileError
-from utils.plumbing.files import read_npz
+from utils.plumbing.files import atomic_write, read_npz
 from utils.plumbing.validate import check_bool, check_choice, check_int, is_int
 
 MAX_PREPARED_BYTES = 2**30  # a prepared .npz: CIFAR-10's, the largest, is 737 MB

@@ -1,7 +1,7 @@
 """Preprocessing: raw uint8 images -> float32 arrays for training, the validation split, mirroring.
 
 float32 halves memory and time against float64, and the network trains in float32.
-utils.core.datasets.prepare chains these steps the way the notebooks use them.
+utils.core.prepared.prepare chains these steps the way the notebooks use them.
 """
 import math
 

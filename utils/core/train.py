@@ -4,8 +4,7 @@ Every notebook, the search, the command line and the benchmark call ``train``; n
 updates weights. Its core is ``train_epoch`` (shuffle, then per batch: forward, loss,
 backward, L2, step); ``train`` adds validation, the best weights, checkpoints and resume.
 
-    python -m utils train                                   # configs/mlp_fashion.toml
-    python -m utils train --config configs/lenet5_fashion.toml --set num_epochs=2
+Its command line is utils/commands/train.py (python -m utils train).
 """
 import math
 import time

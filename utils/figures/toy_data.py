@@ -2,7 +2,7 @@
 
 Every function takes a seeded np.random.Generator (or a seed) and returns a dict with
 X_train, y_train, X_val, y_val (float32 inputs, int64 labels) and image_shape (None for
-2-D points), the shape of data utils.core.datasets prepares.
+2-D points), the shape of data utils.core.prepared prepares.
 """
 import numpy as np
 

@@ -15,8 +15,8 @@ import numpy as np
 from IPython.display import display
 from matplotlib.colors import LogNorm
 
-from utils.core.checkpoint import atomic_write
 from utils.plumbing import paths
+from utils.plumbing.files import atomic_write
 
 
 def save_figure(fig, name, folder=None, dpi=100):

@@ -2,9 +2,9 @@
 
     cfg = load_config("mlp_fashion")                       # configs/mlp_fashion.toml
     cfg = load_config("configs/mlp_fashion.toml", overrides={"lr": 0.01})
-    data = load_data(cfg)
-    model = build_model(cfg, data)
-    history = train(model, data["X_train"], ..., seed=cfg["seed"], **cfg["train"])
+    data = load_data(cfg)                                  # utils.core.experiment
+    model = build_model(cfg, data)                         # utils.core.experiment
+    history = train(model, data["X_train"], ..., seed=cfg["seed"], **cfg["train"])  # utils.core.train
 
 A config has the top-level keys name, checkpoint, seed and the tables [data], [model] and
 [train]; a search config names its experiment and adds [search] and [search.space]. A config

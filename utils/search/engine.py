@@ -207,7 +207,7 @@ def load_search_data(settings):
 
 
 def _load_base_data(settings):
-    """Notebook 01's prepared file if it is this split (fast), else utils.plumbing.config.load_data."""
+    """Notebook 01's prepared file if it is this split (fast), else utils.core.experiment.load_data."""
     d = settings.get("data") or {"dataset": "fashion_mnist", "val_size": 6000, "augment": "none"}
     standard = {"dataset": "fashion_mnist", "val_size": 6000, "augment": "none"}
     prepared = prepared_path()

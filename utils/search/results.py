@@ -14,9 +14,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 
-from utils.core.checkpoint import atomic_write
 from utils.plumbing.config import MODEL_KEYS
-from utils.plumbing.files import save_json
+from utils.plumbing.files import atomic_write, save_json
 from utils.search.engine import HOLDING, TRAIN_KEYS, decode, encode
 
 RESULTS_CSV, BEST_JSON = "hyperparameter_search_results.csv", "best_hyperparameters.json"
