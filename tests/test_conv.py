@@ -8,7 +8,7 @@ from module import Conv2D, Flatten, Linear, MaxPool2D, ReLU
 from utils.core.checkpoint import load_model, save_model
 from utils.core.models import LAYERS, Sequential, lenet5
 from utils.core.train import evaluate, train
-from utils.teaching.gradcheck import check_layer
+from utils.teaching.gradcheck import gradcheck_layer
 
 TOL = 1e-6
 
@@ -59,7 +59,7 @@ CONV_CASES = [  # (in, out, k, stride, padding), input shape
 def test_conv_gradients(args, shape):
     layer = random_conv(*args)
     x = np.random.default_rng(0).standard_normal(shape)
-    errors = check_layer(layer, x, rng=2)
+    errors = gradcheck_layer(layer, x, rng=2)
     assert max(errors.values()) < TOL, errors
 
 
@@ -85,7 +85,7 @@ def test_pool_gradients_and_definition(args, shape):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape)
     layer = MaxPool2D(*args)
-    assert max(check_layer(layer, x, rng=3).values()) < TOL
+    assert max(gradcheck_layer(layer, x, rng=3).values()) < TOL
     k, stride = args[0], args[1] or args[0]
     dout = rng.standard_normal(layer.forward(x).shape)
     out, dx = pool_reference(x, dout, k, stride)
@@ -119,11 +119,11 @@ def test_pool_tie_goes_to_the_first_maximum():
 
 def test_flatten_and_a_small_conv_net_gradient():
     rng = np.random.default_rng(0)
-    assert max(check_layer(Flatten(), rng.standard_normal((2, 3, 4, 5)), rng=1).values()) < TOL
+    assert max(gradcheck_layer(Flatten(), rng.standard_normal((2, 3, 4, 5)), rng=1).values()) < TOL
     # The layers pass each other views in various memory orders; the chain must still be exact.
     net = Sequential([random_conv(2, 3, 3, padding=1), ReLU(), MaxPool2D(2), random_conv(3, 2, 2, seed=5),
                       Flatten(), Linear(2 * 2 * 3, 4, rng=2, dtype=np.float64)])
-    errors = check_layer(net, rng.standard_normal((2, 2, 7, 8)), rng=4)
+    errors = gradcheck_layer(net, rng.standard_normal((2, 2, 7, 8)), rng=4)
     assert max(errors.values()) < TOL, errors
 
 

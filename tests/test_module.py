@@ -16,7 +16,7 @@ from module import (
     softmax,
 )
 from utils.core.models import LAYERS, Sequential, evaluating, from_config, lenet5, mlp, param_shapes, summary
-from utils.teaching.gradcheck import check_layer, check_loss
+from utils.teaching.gradcheck import gradcheck_layer, gradcheck_loss
 
 TOL = 1e-6
 
@@ -41,7 +41,7 @@ def test_layer_gradients(make):
     x = np.random.default_rng(0).standard_normal((3, layer.in_features if hasattr(layer, "in_features") else 5))
     if layer.params:  # non-zero biases, so a backward that ignores them cannot pass
         layer.params["b"][:] = np.random.default_rng(3).standard_normal(layer.params["b"].shape)
-    errors = check_layer(layer, x, rng=4)
+    errors = gradcheck_layer(layer, x, rng=4)
     assert max(errors.values()) < TOL, errors
     assert set(layer.grads) == set(layer.params)
 
@@ -49,13 +49,13 @@ def test_layer_gradients(make):
 def test_elementwise_layers_take_any_shape():
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
     for layer in (ReLU(), LeakyReLU(), Sigmoid(), Tanh(), SeededDropout(0.3)):
-        assert max(check_layer(layer, x, rng=1).values()) < TOL, layer
+        assert max(gradcheck_layer(layer, x, rng=1).values()) < TOL, layer
 
 
 def test_softmax_cross_entropy_gradient():
     rng = np.random.default_rng(0)
     logits, y = rng.standard_normal((6, 4)) * 3, rng.integers(0, 4, 6)
-    assert check_loss(SoftmaxCrossEntropy(), logits, y) < TOL
+    assert gradcheck_loss(SoftmaxCrossEntropy(), logits, y) < TOL
 
 
 def test_softmax_cross_entropy_value_and_stability():
@@ -73,7 +73,7 @@ def test_whole_mlp_gradient():
     for activation in ("relu", "tanh", "sigmoid", "leaky_relu"):
         model = mlp([6, 5, 4, 3], activation, rng=0, dtype=np.float64)
         x = np.random.default_rng(1).standard_normal((4, 6))
-        errors = check_layer(model, x, rng=2)
+        errors = gradcheck_layer(model, x, rng=2)
         assert max(errors.values()) < TOL, (activation, errors)
         assert set(errors) == {"x", "0.W", "0.b", "2.W", "2.b", "4.W", "4.b"}
 

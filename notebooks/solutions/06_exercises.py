@@ -164,10 +164,10 @@ class Conv2D(Layer):
         return col2im(dcols, self.x_shape, self.k, self.stride, self.padding)
 
 # %% exercise: grid_search
-def grid_search(space, evaluate):
+def grid_search(space, score):
     """Every combination of space's values -> list of {**point, "val_acc": score}, best first."""
     results = []
     for values in itertools.product(*space.values()):
         point = dict(zip(space, values))
-        results.append({**point, "val_acc": evaluate(**point)})
+        results.append({**point, "val_acc": score(**point)})
     return sorted(results, key=lambda r: r["val_acc"], reverse=True)

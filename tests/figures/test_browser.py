@@ -216,7 +216,7 @@ def dom_counts(page, root):
 
 
 def test_playground_in_browser(notebooks, shots):
-    from utils.figures.panel import count_widgets
+    from tests.figures.widget_counts import count_widgets
     from utils.figures.playground import Playground
 
     expected = count_widgets(Playground("spirals").view.widget)
@@ -266,7 +266,8 @@ def test_playground_in_browser(notebooks, shots):
 def test_train_panel_in_browser(notebooks, shots):
     import numpy as np
 
-    from utils.figures.panel import count_widgets, training_panel
+    from tests.figures.widget_counts import count_widgets
+    from utils.figures.panel import training_panel
     from utils.plumbing.config import load_config
 
     tiny = {"X_train": np.zeros((4, 784), np.float32), "y_train": np.arange(4), "image_shape": (1, 28, 28),

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from module import Dropout, Linear
+from tests.figures.widget_counts import count_widgets
 from utils.core.optim import SGD, Adam
-from utils.figures.panel import count_widgets, hyperparameter_sliders, slider_values, training_panel
+from utils.figures.panel import hyperparameter_sliders, slider_values, training_panel
 from utils.figures.playground import Playground
 from utils.figures.playground_view import inactive
 from utils.figures.toy_data import TOY_SETS, make_toy

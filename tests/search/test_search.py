@@ -116,10 +116,9 @@ def test_grid_results_are_complete_sorted_and_written(small_grid):
     assert best["dropout"] == 0.2 and best["momentum"] == 0.9 and best["lr_schedule"] == "constant"
     assert best["l2_lambda"] == 1.0 and best["activation"] == "relu" and best["val_acc"] == top.val_acc
 
-    model_kw, train_kw = search.load_best(out / search.BEST_JSON)
-    model = mlp([784, *model_kw["hidden_sizes"], 10], model_kw["activation"], model_kw["dropout"], rng=0)
+    model = mlp([784, *best["hidden_sizes"], 10], best["activation"], best["dropout"], rng=0)
     assert model.layers[0].params["W"].shape == (784, best["hidden_sizes"][0])
-    assert hyperparameters(**train_kw)["lr"] == 0.05
+    assert hyperparameters(**{k: v for k, v in best.items() if k in search_engine.TRAIN_KEYS})["lr"] == 0.05
 
 
 def test_rerunning_a_finished_search_trains_nothing_and_checks_settings(small_grid):

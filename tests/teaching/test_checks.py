@@ -25,8 +25,8 @@ l2_regularization, sgd_momentum = SOLUTIONS["l2_regularization"], SOLUTIONS["sgd
 step_decay, exponential_decay = SOLUTIONS["step_decay"], SOLUTIONS["exponential_decay"]
 
 
-def grid_search(space, evaluate):
-    results = [{**point, "val_acc": evaluate(**point)}
+def grid_search(space, score):
+    results = [{**point, "val_acc": score(**point)}
                for point in (dict(zip(space, values)) for values in itertools.product(*space.values()))]
     return sorted(results, key=lambda r: r["val_acc"], reverse=True)
 
@@ -87,11 +87,11 @@ def momentum(rule):
 
 
 def buggy_search(order=None, pairs=zip):
-    def search(space, evaluate):
+    def search(space, score):
         results = []
         for values in pairs(*space.values()):
             point = dict(zip(space, values))
-            results.append({**point, "val_acc": evaluate(**point)})
+            results.append({**point, "val_acc": score(**point)})
         return results if order is None else order(results)
     return search
 

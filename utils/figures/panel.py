@@ -221,22 +221,3 @@ class TrainingPanel:
 def training_panel(cfg, data, quick_size=5000, checkpoint_path=None):
     """A TrainingPanel for the config (its model and train tables) and a data dict of experiment.load_data."""
     return TrainingPanel(cfg, data, quick_size=quick_size, checkpoint_path=checkpoint_path)
-
-
-def count_widgets(widget):
-    """How many sliders, buttons, dropdowns, checkboxes, text boxes and images a widget tree holds.
-
-    The browser test compares these counts with the elements JupyterLab renders.
-    """
-    kinds = {"slider": (widgets.IntSlider, widgets.FloatSlider, widgets.SelectionSlider),
-             "button": (widgets.Button,), "dropdown": (widgets.Dropdown,), "checkbox": (widgets.Checkbox,),
-             "text": (widgets.Text,), "image": (widgets.Image,)}
-    counts = dict.fromkeys(kinds, 0)
-    stack = [widget]
-    while stack:
-        w = stack.pop()
-        for kind, classes in kinds.items():
-            if isinstance(w, classes):
-                counts[kind] += 1
-        stack.extend(getattr(w, "children", ()))
-    return counts

@@ -14,9 +14,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 
-from utils.plumbing.config import MODEL_KEYS
 from utils.plumbing.files import atomic_write, save_json
-from utils.search.engine import HOLDING, TRAIN_KEYS, decode, encode
+from utils.search.engine import HOLDING, decode, encode
 
 RESULTS_CSV, BEST_JSON = "hyperparameter_search_results.csv", "best_hyperparameters.json"
 _STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
@@ -94,17 +93,6 @@ def save_results(table, settings, folder, study_name=None, warn=True):
         return csv_path, None
     save_json(best, json_path)
     return csv_path, json_path
-
-
-def load_best(path):
-    """Read a best_hyperparameters.json; returns (model_kwargs, train_kwargs).
-
-    model = mlp([784, *model_kwargs["hidden_sizes"], 10], model_kwargs["activation"], model_kwargs["dropout"])
-    history = train(model, ..., **train_kwargs)   # add num_epochs etc. as you like
-    """
-    best = json.loads(Path(path).read_text())
-    return ({k: best[k] for k in MODEL_KEYS if k in best},
-            {k: v for k, v in best.items() if k in TRAIN_KEYS})
 
 
 def pruning_savings(table, num_epochs):

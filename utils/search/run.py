@@ -35,17 +35,7 @@ from utils.plumbing import cli, config
 from utils.plumbing.config import MODEL_KEYS
 from utils.plumbing.errors import ConfigError, SearchError
 from utils.search.engine import grid_points, open_study
-from utils.search.results import (  # noqa: F401
-    BEST_JSON,
-    RESULTS_CSV,
-    best_config,
-    load_best,
-    plot_search_curves,
-    plot_search_heatmaps,
-    pruning_savings,
-    results_table,
-    save_results,
-)
+from utils.search.results import BEST_JSON, RESULTS_CSV, pruning_savings, results_table, save_results
 from utils.search.storage import describe, make_folder, masked, open_storage, sqlite_path, storage_error_in, storage_url
 from utils.search.workers import run_workers, work
 

@@ -19,8 +19,7 @@ import warnings
 import numpy as np
 
 import module
-from utils.teaching.gradcheck import check_layer as gradient_check
-from utils.teaching.gradcheck import rel_error
+from utils.teaching.gradcheck import gradcheck_layer, rel_error
 
 TOL = 1e-7  # float64 against float64: a right answer agrees to ~1e-15
 
@@ -251,7 +250,7 @@ def check_layer(layer, kind=None, seed=0):
     # The verdict above compares with the reference; the number shown is the classic gradient
     # check, on the first case (no ties for MaxPool2D, where central differences would fail).
     with np.errstate(all="ignore"):
-        err = max(gradient_check(*checked[0], rng=seed).values())
+        err = max(gradcheck_layer(*checked[0], rng=seed).values())
     correct(err, f"{name} forward and backward, gradient check")
 
 

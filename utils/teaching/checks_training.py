@@ -214,7 +214,7 @@ def check_schedule(fn, kind=None, lr=0.1, decay_factor=0.5, decay_steps=5):
 
 @checker
 def check_search_loop(fn):
-    """Check fn(space, evaluate) -> results: every combination of space's values evaluated once,
+    """Check fn(space, score) -> results: every combination of space's values evaluated once,
     each result a dict of the point's values plus "val_acc", best first."""
     space = {"lr": [0.1, 0.01, 0.001], "hidden_sizes": [[64], [32, 16]], "l2_lambda": [0.0, 1e-3]}
     calls = []
@@ -223,11 +223,11 @@ def check_search_loop(fn):
         # Made up, but deterministic and different for every point.
         return round(0.5 + 0.3 * math.exp(-abs(math.log10(lr) + 1.8)) - 10 * l2_lambda + 0.01 * len(hidden_sizes), 6)
 
-    def evaluate(**point):
+    def counted(**point):
         calls.append(dict(point))
         return score(**point)
 
-    results = call("grid_search", fn, space, evaluate)
+    results = call("grid_search", fn, space, counted)
     grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]
     fail = lambda cause: (_ for _ in ()).throw(AssertionError(f"grid_search is wrong. Likely cause: {cause}"))
     if len(calls) == min(map(len, space.values())) and len(calls) < len(grid):
@@ -237,7 +237,7 @@ def check_search_loop(fn):
     if missing:
         fail(f"{len(missing)} of the {len(grid)} combinations were never evaluated, e.g. {missing[0]}")
     if len(calls) > len(grid):
-        fail(f"evaluate was called {len(calls)} times for {len(grid)} points: each point once")
+        fail(f"score was called {len(calls)} times for {len(grid)} points: each point once")
     if not isinstance(results, list) or len(results) != len(grid):
         fail(f"expected a list of {len(grid)} results, got {type(results).__name__} of length "
              f"{len(results) if hasattr(results, '__len__') else '?'}")

@@ -160,7 +160,7 @@ def _fmt(v):
 # Thresholds, with the reasoning behind each in the finding's text.
 DOCTOR = {"sample": 1000, "probe_size": 20, "probe_steps": 200, "dead": 0.5, "saturated": 0.5,
           "ratio_low": 1e-5, "ratio_high": 0.3, "one_class": 0.9,
-          "lr": 0.05}  # the project's default learning rate, when the caller gives none
+          "lr": 0.05}  # a typical SGD learning rate, judged when neither lr nor a history is given
 
 
 def _copy(model):
@@ -192,7 +192,7 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
     model: a Sequential; X: inputs as the model takes them (N, ...), y: (N,) integer labels;
     history: train()'s DataFrame (for NaN, exploding loss, accuracy stuck at chance);
     lr: the learning rate to judge the update-to-weight ratio by (default: the history's
-    first lr, else the project's default 0.05). The model is not changed: every probe
+    first lr, else DOCTOR["lr"], 0.05, a typical SGD learning rate: pass yours). The model is not changed: every probe
     runs on a copy. Returns a Diagnosis, a list of Finding, most severe first (empty for a
     healthy network), whose .signals holds every number measured; print() it.
     """

@@ -1,6 +1,7 @@
 """Gradient checking: compare a layer's backward pass with central differences.
 
-Used by the tests and shown in the notebooks. Run it in float64: in float32 the
+Used by the tests and shown in the notebooks. (The exercise checks of notebook 06, which name
+a student's bug, are check_layer and friends in checks_layers.py; these only measure.) Run it in float64: in float32 the
 rounding error of the differences hides all but gross mistakes.
 """
 import numpy as np
@@ -32,7 +33,7 @@ def numerical_gradient(f, x, h=1e-5, indices=None):
     return grad.reshape(x.shape) if indices is None else grad
 
 
-def check_layer(layer, x, rng=None, h=1e-5):
+def gradcheck_layer(layer, x, rng=None, h=1e-5):
     """Relative errors of layer.backward against central differences, for dX and every parameter.
 
     The scalar checked is sum(forward(x) * dout) for a random dout, whose gradient with
@@ -53,7 +54,7 @@ def check_layer(layer, x, rng=None, h=1e-5):
     return errors
 
 
-def check_loss(loss_fn, logits, y, h=1e-5):
+def gradcheck_loss(loss_fn, logits, y, h=1e-5):
     """Relative error of loss_fn.backward() against central differences of loss_fn.forward."""
     loss_fn.forward(logits, y)
     analytic = loss_fn.backward()
