@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: run test test-slow lint lab bench bench-pipeline bench-playground data venv clean solutions
+.PHONY: run test test-slow test-cpus lint lab bench bench-pipeline bench-playground data venv clean solutions
 
 venv: $(VENV)/.installed
 
@@ -36,12 +36,19 @@ run: data
 	done
 	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils train; fi
 
+# Two workers (pytest-xdist): the notebooks run in order in one, the unit tests in the other.
 test: data
-	$(PY) -m pytest --nbval
+	$(PY) -m pytest --nbval -n auto --dist loadgroup
 
 # The long runs make test leaves out: the LeNet-5 band, the CIFAR-10 notebooks (about 20 minutes).
 test-slow: data
 	$(PY) -m pytest -m slow
+
+# The notebooks under nbval as other CPUs compute them: OpenBLAS kernels and numpy's SIMD paths forced
+# one at a time (each checked with threadpoolctl; a kernel this CPU lacks is skipped with the reason).
+CPUS ?= Prescott Sandybridge Haswell SkylakeX native npy-baseline
+test-cpus: data
+	$(PY) tests/cpu_matrix.py $(CPUS)
 
 # ruff: pyflakes, pycodestyle, import order, and no import hidden in a function (pyproject.toml).
 lint: venv

@@ -321,3 +321,13 @@ def test_a_48_point_search_reads_each_config_file_once(tmp_path, monkeypatch):
     search.run_search_config(cfg, out_dir=tmp_path, workers=1, progress=False)
     assert math.prod(map(len, cfg["search"]["space"].values())) == 48 and load(tmp_path, cfg["name"]).get_trials()
     assert sorted(reads) == ["mlp_fashion.toml", "search_fashion.toml"]
+
+
+def test_equal_scores_rank_the_simpler_model_first_whatever_finished_first():
+    from utils.search.results import ranked
+    rows = [(0, "512-256", 0.03, 1e-4, 0.88367, "complete"), (1, "512-256", 0.03, 1e-3, 0.88367, "complete"),
+            (2, "128-64", 0.1, 0.0, 0.88367, "complete"), (3, "128-64", 0.03, 0.0, 0.88367, "complete"),
+            (4, "256-128", 0.1, 0.0, 0.9, "pruned"), (5, "512-256", 0.1, 0.0, 0.87, "complete")]
+    table = pd.DataFrame(rows, columns=["trial", "hidden_sizes", "lr", "l2_lambda", "val_acc", "state"])
+    for shuffled in (table, table.iloc[::-1]):  # the order trials finished in does not matter
+        assert list(ranked(shuffled).trial) == [3, 2, 1, 0, 5, 4]

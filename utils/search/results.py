@@ -23,7 +23,12 @@ _STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", Tr
 
 
 def results_table(study):
-    """One row per trial, best validation accuracy first.
+    """One row per trial, best validation accuracy first; equal scores put the simpler model first.
+
+    Validation accuracy counts images, so two points often tie exactly, and which of them
+    scores one image more can change with the CPU. A tie is broken by a fixed rule, never by
+    which trial finished first: fewer hidden units, then the larger l2_lambda, then the
+    smaller lr (for those that were searched), then the trial number.
 
     Columns: trial, the searched hyperparameters (hidden_sizes as "256-128"), val_acc
     (best epoch; for a pruned trial the best before it stopped), val_loss (at that epoch),
@@ -56,11 +61,23 @@ def results_table(study):
                "val_acc_curve"]
     table = pd.DataFrame(rows, columns=columns)
     table[["val_acc", "val_loss", "seconds"]] = table[["val_acc", "val_loss", "seconds"]].astype(float)
-    # Complete trials first: a pruned trial's score is from fewer epochs and is not comparable.
-    rank = table.state.map({"complete": 0, "pruned": 1}).fillna(2)
-    return table.assign(_rank=rank).sort_values(["_rank", "val_acc", "trial"], ascending=[True, False, True],
-                                                 na_position="last", kind="stable") \
-                .drop(columns="_rank").reset_index(drop=True)
+    return ranked(table)
+
+
+def ranked(table):
+    """The table in the order of results_table: complete trials first (a pruned trial's score is
+    from fewer epochs), best validation accuracy first, ties broken by the simpler model."""
+    keys = pd.DataFrame({"rank": table.state.map({"complete": 0, "pruned": 1}).fillna(2),
+                         "val_acc": -table.val_acc})
+    if "hidden_sizes" in table:
+        keys["units"] = table.hidden_sizes.map(lambda s: sum(int(n) for n in str(s).split("-") if n.isdigit()))
+    if "l2_lambda" in table:
+        keys["l2_lambda"] = -table.l2_lambda
+    if "lr" in table:
+        keys["lr"] = table.lr
+    keys["trial"] = table.trial
+    order = keys.sort_values(list(keys.columns), na_position="last", kind="stable").index
+    return table.loc[order].reset_index(drop=True)
 
 
 def best_config(table, settings, study_name=None):
