@@ -36,9 +36,9 @@ run: data
 	done
 	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils train; fi
 
-# Two workers (pytest-xdist): the notebooks run in order in one, the unit tests in the other.
+# pytest --nbval, as two processes side by side: the notebooks in order in one, the unit tests in the other.
 test: data
-	$(PY) -m pytest --nbval -n auto --dist loadgroup
+	$(PY) tests/run_all.py
 
 # The long runs make test leaves out: the LeNet-5 band, the CIFAR-10 notebooks (about 20 minutes).
 test-slow: data

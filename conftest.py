@@ -11,8 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
@@ -32,11 +30,3 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     shutil.rmtree(getattr(config, "_nn_tmp", ""), ignore_errors=True)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (make test: -n auto --dist loadgroup) the notebooks run in one worker, in
-    order, beside the unit tests: each reads files the one before it writes (03 the checkpoint 04 tests)."""
-    for item in items:
-        if item.path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.xdist_group("notebooks"))
