@@ -100,3 +100,38 @@ def test_evaluate_errors_are_one_line_without_traceback(make, message, tmp_path)
 def test_every_command_shows_its_defaults(module):
     code, out, _ = run(module, "--help")
     assert code == 0 and "default" in out
+
+
+def _folder_with_a_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best_model.npz").write_bytes(b"the best weights of an earlier run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("args, words", [
+    (lambda d: ["--out", str(d), "--resume"], ["nothing to resume from", "best_model.last.npz", "without --resume"]),
+    (lambda d: ["--out", str(d / "new"), "--resume"], ["nothing to resume from", "new/best_model.last.npz"]),
+    (lambda d: ["--threads", "0"], ["--threads must be an integer >= 1, got 0"]),
+    (lambda d: ["--threads", "-5"], ["--threads must be an integer >= 1, got -5"]),
+    (lambda d: ["--out", ""], ["--out ''", "empty folder name"]),
+    (lambda d: ["--out", "  "], ["--out '  '", "empty folder name"]),
+    (lambda d: ["--out", str(d / "best_model.npz")], ["best_model.npz is a file", "expected a folder"]),
+    (lambda d: ["--out", str(d / "best_model.npz" / "sub")], ["best_model.npz is a file", "expected a folder"]),
+    (lambda d: ["--set", "lr=0.01", "lr=0.02"], ["lr is given twice"]),
+    (lambda d: ["--set", "extends=mlp_cifar10"], ["extends cannot be overridden"]),
+    (lambda d: ["--set", "hidden_sizes=[65536, 65536]"], ["would allocate", "NN_MAX_WEIGHTS"]),
+], ids=["resume-nothing", "resume-new-folder", "threads-0", "threads-negative", "out-empty", "out-blank",
+        "out-file", "out-under-file", "set-twice", "set-extends", "set-too-big"])
+def test_train_refuses_bad_options_before_any_work(args, words, tmp_path, capsys, monkeypatch):
+    folder = _folder_with_a_checkpoint(tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    monkeypatch.setattr(train_command, "load_data", lambda *a, **k: pytest.fail("the data was loaded"))
+    with pytest.raises(SystemExit) as e:
+        train_command.main([*args(folder), "--quiet"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert (folder / "best_model.npz").read_bytes() == b"the best weights of an earlier run"
+
