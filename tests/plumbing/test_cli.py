@@ -8,7 +8,9 @@ import pytest
 
 from utils.commands import evaluate
 from utils.commands import train as train_command
-from utils.core.checkpoint import load_model
+from utils.core.checkpoint import load_model, save_model
+from utils.core.datasets import CLASS_NAMES
+from utils.core.models import mlp
 from utils.plumbing import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,3 +137,25 @@ def test_train_refuses_bad_options_before_any_work(args, words, tmp_path, capsys
     assert sorted(p.name for p in folder.iterdir()) == before
     assert (folder / "best_model.npz").read_bytes() == b"the best weights of an earlier run"
 
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"mean": "abc"}, ["mean = 'abc'", "a finite number in [0, 1]"]),
+    ({"std": 0}, ["std = 0", "(0, 1]"]),
+    ({"class_names": ["a", "b"]}, ["class_names", "10 names"]),
+    ({"experiment": "text"}, ["experiment = 'text'", "a table"]),
+    ({"metrics": "x"}, ["metrics = 'x'", "a table"]),
+    ({"dataset": "evil"}, ["dataset = 'evil'", "'fashion_mnist', 'cifar10'"]),
+    ({"dataset": "cifar10", "image_shape": [3, 32, 32]}, ["dataset = 'cifar10'", "in_features = 784"]),
+], ids=["mean", "std", "class-names", "experiment", "metrics", "dataset-evil", "dataset-cifar10"])
+def test_evaluate_refuses_a_bad_record_in_one_line(change, words, tmp_path, capsys, monkeypatch):
+    record = {"dataset": "fashion_mnist", "mean": 0.286, "std": 0.353, "image_shape": [1, 28, 28],
+              "class_names": list(CLASS_NAMES), "experiment": {"name": "x"}, "metrics": {"val_acc": 0.5}}
+    save_model(mlp([784, 4, 10], rng=0), tmp_path / "m.npz", **{**record, **change})
+    monkeypatch.setattr(evaluate.datasets, "load_fashion_mnist", lambda *a: pytest.fail("the data was loaded"))
+    with pytest.raises(SystemExit) as e:
+        evaluate.main([str(tmp_path / "m.npz")])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err and str(tmp_path / "m.npz") in err
+    for w in words:
+        assert w in err, err
