@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from module import Conv2D, Dropout, Flatten, Layer, LeakyReLU, Linear, MaxPool2D, ReLU, Sigmoid, Tanh, softmax
-from utils.plumbing.config import check_mlp_size
+from utils.plumbing.config_files import check_mlp_size
 from utils.plumbing.validate import check_finite, check_fraction, check_int, check_rng
 
 # Inference runs in chunks of this many images. LeNet-5's first im2col matrix holds 25 values

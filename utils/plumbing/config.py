@@ -23,18 +23,12 @@ import numpy as np
 import tomllib
 
 from utils.plumbing import paths
+from utils.plumbing.config_files import MAX_DEPTH, check_mlp_size, depth, read_toml
 from utils.plumbing.errors import ConfigError
 
 CONFIG_DIR = paths.ROOT / "configs"
 DEFAULT_EXPERIMENT = "mlp_fashion"
 DEFAULT_SEARCH = "search_fashion"
-MAX_CONFIG_BYTES = 1 << 20
-MAX_DEPTH = 8                   # tables and lists inside each other; the schema needs 4
-# The most weights an MLP a config describes may have (1 GiB as float32; training holds 3 to 4 times
-# that: gradients and the optimiser's slots). The environment variable NN_MAX_WEIGHTS raises it.
-MAX_WEIGHTS = 2 ** 28
-INPUT_SIZES = {"fashion_mnist": 784, "cifar10": 3072}  # pixels per image, for the size limit
-NUM_CLASSES = 10
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 
 
@@ -194,50 +188,6 @@ def check_space(space, mode="grid", where="config"):
     return out
 
 
-def max_weights():
-    """MAX_WEIGHTS, or the environment variable NN_MAX_WEIGHTS if it is set (a positive integer)."""
-    text = os.environ.get("NN_MAX_WEIGHTS")
-    if text is None:
-        return MAX_WEIGHTS
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ConfigError(f"NN_MAX_WEIGHTS must be a positive integer (the most weights a model may have), "
-                          f"got {text!r}")
-    return int(text)
-
-
-def check_mlp_size(sizes, where="config"):
-    """Refuse an MLP of layer sizes [inputs, hidden..., outputs] whose weights exceed max_weights().
-
-    Checked before anything is allocated, so a config such as hidden_sizes = [65536] * 20
-    gets this message instead of a MemoryError.
-    """
-    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    limit = max_weights()
-    if weights > limit:
-        raise ConfigError(f"{where}: the MLP {'-'.join(map(str, sizes))} would allocate {weights:,} weights "
-                          f"({weights * 4 / 2 ** 30:,.1f} GiB as float32, several times that while training); "
-                          f"the limit is {limit:,}: choose smaller hidden_sizes, or raise the limit with the "
-                          f"environment variable NN_MAX_WEIGHTS if the machine has the memory")
-    return weights
-
-
-def _depth(value, limit=MAX_DEPTH):
-    """How deeply lists and tables nest in value (counted without recursion), at most limit + 1."""
-    deepest, level = 0, [value]
-    while deepest <= limit:
-        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
-        if not level:
-            break
-        deepest += 1
-    return deepest
-
-
-def _check_depth(raw, where):
-    if _depth(raw) > MAX_DEPTH:
-        raise ConfigError(f"{where}: tables and lists nested more than {MAX_DEPTH} deep; a config needs at "
-                          f"most 5 (the file, [search], [search.space], hidden_sizes = [[64, 32]])")
-
-
 def config_path(name):
     """configs/<name>.toml for a bare name, else the path itself."""
     path = Path(name)
@@ -247,24 +197,7 @@ def config_path(name):
 
 
 def _read_toml(path):
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-        raise ConfigError(f"no config file at {path}; the configs in {CONFIG_DIR}: {known}")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_CONFIG_BYTES})")
-    try:
-        text = path.read_text(encoding="utf-8")
-        if text.startswith("\ufeff"):
-            raise ConfigError(f"{path}: the file starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF), "
-                              f"which TOML does not allow; save it as UTF-8 without BOM")
-        raw = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: tables or lists nested too deeply to read; a config needs at most "
-                          f"{MAX_DEPTH} levels") from None
-    _check_depth(raw, path)
-    return raw
+    return read_toml(path, CONFIG_DIR)
 
 
 def _merge(base, top):
@@ -328,7 +261,7 @@ def _load(name, overrides, seen):
             raise ConfigError(f"{where}: {full} is set twice in the overrides ({placed[full]!r} and {key!r}); "
                               f"expected each key once")
         placed[full] = key
-        if _depth(value) > MAX_DEPTH:
+        if depth(value) > MAX_DEPTH:
             raise ConfigError(f"{where}: the override {key} is nested more than {MAX_DEPTH} deep")
         (raw.setdefault(section, {}) if section else raw)[leaf] = value
     cfg = {}
@@ -374,9 +307,9 @@ def _check_together(cfg, where):
     model, train = cfg["model"], cfg["train"]
     if model["builder"] == "mlp" and "hidden_sizes" not in model:
         raise ConfigError(f"{where}: the mlp builder needs model.hidden_sizes, e.g. [64, 32]")
-    inputs = INPUT_SIZES[cfg["data"]["dataset"]]
+    inputs = {"fashion_mnist": 784, "cifar10": 3072}[cfg["data"]["dataset"]]  # pixels per image
     if model["builder"] == "mlp":
-        check_mlp_size([inputs, *model["hidden_sizes"], NUM_CLASSES], f"{where}: model.hidden_sizes")
+        check_mlp_size([inputs, *model["hidden_sizes"], 10], f"{where}: model.hidden_sizes")
     if model["builder"] == "lenet5" and "hidden_sizes" in model:
         raise ConfigError(f"{where}: model.hidden_sizes does not apply to lenet5 (its sizes are fixed); remove it")
     check_nesterov(train, where)
@@ -386,7 +319,7 @@ def _check_together(cfg, where):
             raise ConfigError(f"{where}: a search config needs a [search.space] table")
         search["space"] = check_space(search["space"], search.get("mode", "grid"), where)
         for sizes in search["space"].get("hidden_sizes", []) if model["builder"] == "mlp" else []:
-            check_mlp_size([inputs, *sizes, NUM_CLASSES], f"{where}: search.space.hidden_sizes")
+            check_mlp_size([inputs, *sizes, 10], f"{where}: search.space.hidden_sizes")
         if search.get("mode", "grid") == "tpe" and "n_trials" not in search:
             raise ConfigError(f"{where}: search.mode = \"tpe\" needs search.n_trials")
         if search.get("mode", "grid") == "grid" and "n_trials" in search:
@@ -421,7 +354,7 @@ def parse_assignments(items):
         except RecursionError:
             raise ConfigError(f"--set {key.strip()}: the value is nested too deeply; a config needs at most "
                               f"{MAX_DEPTH} levels") from None
-        if _depth(value) > MAX_DEPTH:
+        if depth(value) > MAX_DEPTH:
             raise ConfigError(f"--set {key.strip()}: the value is nested more than {MAX_DEPTH} deep")
         out[key.strip()] = value
     return out
