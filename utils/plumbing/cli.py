@@ -24,7 +24,8 @@ def run_folder(name, out=None):
         for folder in (out, *out.parents):
             if folder.exists() or folder.is_symlink():
                 if not folder.is_dir():
-                    raise NotADirectoryError(f"--out {out}: {folder} is a file; expected a folder (existing or new)")
+                    raise NotADirectoryError(f"--out {out}: {folder} is a regular file, not a folder; "
+                                             f"expected a folder (existing or new)")
                 break
         return out
     stamp = time.strftime("%Y%m%d-%H%M%S")

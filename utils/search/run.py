@@ -166,10 +166,15 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
     for name, value in (("workers", workers), ("blas_threads", blas_threads)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SearchError(f"{name} must be an integer >= 1, got {value!r}")
-    out_dir = cli.run_folder(study_name, out_dir)
+    try:
+        out_dir = cli.run_folder(study_name, out_dir)
+    except (ValueError, OSError) as e:
+        raise SearchError(str(e)) from None
     url = storage_url(storage, out_dir)
     try:
         return _run(url, study_name, settings, given, out_dir, workers, blas_threads, overwrite, progress)
+    except SearchError:
+        raise  # already one line (e.g. "cannot open the search storage ...")
     except Exception as e:
         # Every step below touches the storage (opening the study, refilling the grid, the
         # trials, the results): a storage error in any of them, e.g. a full disk, is one line.
