@@ -12,9 +12,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from module import Conv2D, Flatten, Linear, MaxPool2D, ReLU
 from utils.core import checkpoint
 from utils.core.checkpoint import atomic_write, load_arrays, load_model, load_weights, save_model
-from utils.core.models import mlp
+from utils.core.datasets import CLASS_NAMES
+from utils.core.models import Sequential, lenet5, mlp
 from utils.plumbing.errors import CheckpointError
 from utils.plumbing.files import save_json
 
@@ -325,3 +327,61 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
     save_model(mlp([3, 2], rng=0), tmp_path / "m.npz")
     left = {p.name for p in tmp_path.iterdir()}
     assert left == {"m.npz"} | {name for name, (_, kept) in files.items() if kept}
+
+
+RECORD = {"dataset": "fashion_mnist", "mean": 0.286, "std": 0.353, "image_shape": [1, 28, 28],
+          "class_names": list(CLASS_NAMES), "experiment": {"name": "mlp_fashion"}, "metrics": {"val_acc": 0.5},
+          "epoch": 1}
+
+
+def conv_net(**conv):
+    """A small conv net for 28x28 images, its first Conv2D built with the given stride or padding."""
+    return Sequential([Conv2D(1, 2, 3, rng=0, **conv), ReLU(), MaxPool2D(2), Flatten(), Linear(2 * 13 * 13, 10, rng=0)])
+
+
+@pytest.mark.parametrize("model, change, words", [
+    (None, {"mean": "abc"}, ["mean = 'abc'", "a finite number in [0, 1]"]),
+    (None, {"mean": 1e39}, ["mean = 1e+39", "a finite number in [0, 1]"]),
+    (None, {"mean": float("nan")}, ["mean = nan", "finite"]),
+    (None, {"std": 0}, ["std = 0", "a finite number in (0, 1]"]),
+    (None, {"std": [1, 2, 3]}, ["std = [1, 2, 3]", "a finite number in (0, 1]"]),
+    (None, {"std": float("inf")}, ["std = inf"]),
+    (None, {"class_names": ["a", "b"]}, ["class_names = ['a', 'b']", "10 names, one per output"]),
+    (None, {"class_names": 3}, ["class_names = 3", "a list of 10 names"]),
+    (None, {"experiment": "text"}, ["experiment = 'text'", "a table"]),
+    (None, {"experiment": {"name": 5}}, ["experiment.name = 5", "a text"]),
+    (None, {"metrics": "x"}, ["metrics = 'x'", "a table"]),
+    (None, {"metrics": {"val_acc": 7}}, ["metrics.val_acc = 7", "an accuracy in [0, 1]"]),
+    (None, {"epoch": "one"}, ["epoch = 'one'", "an integer >= 0"]),
+    (None, {"dataset": "evil"}, ["dataset = 'evil'", "one of 'fashion_mnist', 'cifar10'"]),
+    (None, {"dataset": "cifar10", "image_shape": [3, 32, 32]}, ["dataset = 'cifar10'", "in_features = 784",
+                                                                "3072"]),
+    (None, {"image_shape": [3, 32, 32]}, ["image_shape = [3, 32, 32]", "[1, 28, 28], the shape of a fashion_mnist"]),
+    (None, {"image_shape": "28x28"}, ["image_shape = '28x28'", "[channels, height, width]"]),
+    (lambda: mlp([784, 8, 3], rng=0), {"class_names": ["a", "b", "c"]}, ["dataset = 'fashion_mnist'",
+                                                                          "3 classes"]),
+    (lambda: conv_net(padding=2 ** 28), {}, ["layer 0 (Conv2D), padding = 268435456", "0..2"]),
+    (lambda: conv_net(padding=2 ** 20), {}, ["padding = 1048576", "below the kernel size 3"]),
+    (lambda: conv_net(stride=2 ** 28), {}, ["layer 0 (Conv2D), stride = 268435456", "an integer in 1..26"]),
+    (lambda: conv_net(stride=20), {}, ["layer 4 (Linear), in_features = 338", "expected 2"]),
+    (lambda: conv_net(), {"dataset": "cifar10", "image_shape": [3, 32, 32]}, ["dataset = 'cifar10'",
+                                                                              "in_channels = 1"]),
+], ids=["mean-text", "mean-huge", "mean-nan", "std-0", "std-list", "std-inf", "class-names-2", "class-names-number",
+        "experiment-text", "experiment-name", "metrics-text", "val-acc-7", "epoch-text", "dataset-evil",
+        "dataset-cifar-on-784", "image-shape-other", "image-shape-text", "classes-3", "padding-2**28",
+        "padding-2**20", "stride-2**28", "stride-20", "conv-on-cifar"])
+def test_the_record_is_checked_against_the_model_before_anything_runs(model, change, words, tmp_path):
+    path = tmp_path / "m.npz"
+    save_model((model or (lambda: mlp([784, 8, 10], rng=0)))(), path, **{**RECORD, **change})
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: refused to load: the record's "), message
+    for w in words:
+        assert w in message, message
+
+
+def test_a_valid_record_loads_unchanged(tmp_path):
+    for model in (mlp([784, 8, 10], rng=0), conv_net(), lenet5()):
+        save_model(model, tmp_path / "m.npz", **RECORD)
+        assert load_model(tmp_path / "m.npz")[1]["class_names"] == list(CLASS_NAMES)

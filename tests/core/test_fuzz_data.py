@@ -116,6 +116,13 @@ IDX_CASES = {
     "file too large": (lambda d: sparse(d / "x", 200), {"max_bytes": 100}, "200 bytes, more than the 100 bytes"),
     "shape larger than the cap": (lambda d: b"\0\0\x08\x02" + struct.pack(">2I", 60000, 10**6),
                                   {}, r"shape \(60000, 1000000\) needs 60,000,000,012 bytes, more than"),
+    "a zero dimension beside huge ones": (
+        lambda d: (d / "zero.idx").write_bytes(b"\0\0\x08\x03" + struct.pack(">3I", 0, 2**32 - 1, 2**32 - 1))
+        and d / "zero.idx", {}, r"zero\.idx: shape \(0, 4294967295, 4294967295\) in the header: its non-zero "
+                                r"dimensions alone need 18,446,744,065,119,617,025 bytes, more than"),
+    "a zero dimension beside large ones": (
+        lambda d: (d / "zero.idx").write_bytes(b"\0\0\x08\x03" + struct.pack(">3I", 70000, 0, 70000))
+        and d / "zero.idx", {}, r"zero\.idx: shape \(70000, 0, 70000\) in the header.*expected a real image shape"),
     "gzip bomb behind a small header": (
         lambda d: gzip.compress(idx_bytes(np.zeros((1, 28, 28), np.uint8)) + bytes(2**24)),
         {}, "trailing bytes: shape \\(1, 28, 28\\) needs 800 bytes, found more than 800"),

@@ -215,3 +215,17 @@ def test_numpy_numbers_are_valid_hyperparameters():
                          nesterov=np.bool_(True))
     assert (hp["seed"], hp["lr"], hp["batch_size"], hp["nesterov"]) == (3, 0.01, 64, True)
     assert type(hp["seed"]) is int and type(hp["lr"]) is float and type(hp["nesterov"]) is bool
+
+
+@pytest.mark.parametrize("checkpoint, error, words", [
+    ("best.npz", FileNotFoundError, ["nothing to resume from", "best.last.npz", "resume=False"]),
+    (None, ValueError, ["resume=True needs checkpoint_path"]),
+])
+def test_resume_with_nothing_to_resume_from_refuses_and_keeps_the_checkpoint(checkpoint, error, words, toy, tmp_path):
+    (tmp_path / "best.npz").write_bytes(b"an earlier run's best weights")
+    path = None if checkpoint is None else tmp_path / checkpoint
+    with pytest.raises(error) as e:
+        train(mlp([10, 8, 3], rng=1), *toy, num_epochs=1, progress=False, resume=True, checkpoint_path=path)
+    for w in words:
+        assert w in str(e.value)
+    assert (tmp_path / "best.npz").read_bytes() == b"an earlier run's best weights"

@@ -120,7 +120,7 @@ def test_unknown_setting_is_refused_and_a_new_data_set_resets():
 
 def test_divergence_pauses_with_a_message():
     pg = Playground("gaussians", activation="relu", lr=3.0)
-    pg.set(lr=1e12)
+    pg.set(lr=1000, l2_lambda=1)  # the largest lr the config schema allows; the L2 step overshoots
     pg.run(epochs=3)
     assert "diverged" in pg.message and "lower the learning rate" in pg.message and not pg.running
     assert "diverged" in pg.view.status.value
@@ -203,3 +203,41 @@ def test_training_panel_trains_with_the_one_loop():
     assert bytes(panel.curves.value).startswith(b"\x89PNG") and "done: best epoch" in panel.status.value
     panel.sliders["num_epochs"].value = 1
     assert "num_epochs=1" in panel.status.value
+
+
+@pytest.mark.parametrize("where, settings, words", [
+    ("set", {"lr": 1e6}, ["train.lr = 1000000.0", "expected a number in (0, 1000]"]),
+    ("set", {"hidden_layers": -1}, ["hidden_layers must be an integer between 0 and 20, got -1"]),
+    ("set", {"dropout": float("nan")}, ["model.dropout = nan", "expected a number in [0, 1)"]),
+    ("set", {"momentum": 1.5}, ["train.momentum = 1.5", "[0, 1)"]),
+    ("set", {"momentum": "a"}, ["train.momentum = 'a'", "a number"]),
+    ("set", {"decay_steps": 0}, ["train.decay_steps = 0", "an integer in [1"]),
+    ("set", {"beta2": 1.0}, ["beta2 = 1.0", "a number in [0, 1)"]),
+    ("set", {"batch_size": 0}, ["train.batch_size = 0", "an integer in [1"]),
+    ("set", {"units": 10 ** 7}, ["units must be an integer between 1 and 65536, got 10000000"]),
+    ("set", {"optimizer": "rmsprop"}, ["train.optimizer = 'rmsprop'", "one of 'sgd', 'adam'"]),
+    ("set", {"noise": 2}, ["noise = 2", "a number in [0, 1]"]),
+    ("set", {"dataset": "moons"}, ["dataset must be one of", "got 'moons'"]),
+    ("init", {"lr": 0}, ["train.lr = 0", "(0, 1000]"]),
+    ("init", {"units": 1.5}, ["units must be an integer", "got 1.5"]),
+    ("run", {"epochs": -1}, ["epochs must be an integer between 0 and 10000, got -1"]),
+    ("run", {"epochs": 1.5}, ["epochs must be an integer", "got 1.5"]),
+    ("run", {"epochs": "2"}, ["epochs must be an integer", "got '2'"]),
+], ids=["lr-1e6", "hidden-layers-negative", "dropout-nan", "momentum-1.5", "momentum-text", "decay-steps-0",
+        "beta2-1", "batch-size-0", "units-1e7", "rmsprop", "noise-2", "dataset-moons", "init-lr-0",
+        "init-units-float", "run-negative", "run-float", "run-text"])
+def test_bad_settings_are_refused_before_anything_changes(where, settings, words):
+    pg = Playground("xor", ui=False) if where != "init" else None
+    before = None if pg is None else (dict(pg.settings), weights(pg), pg.epoch)
+    with pytest.raises(ValueError) as e:
+        if where == "init":
+            Playground("xor", ui=False, **settings)
+        elif where == "set":
+            pg.set(**settings)
+        else:
+            pg.run(**settings)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    if pg is not None:
+        assert pg.settings == before[0] and pg.epoch == before[2]
+        assert all(np.array_equal(a, b) for a, b in zip(before[1], weights(pg)))

@@ -8,7 +8,9 @@ import pytest
 
 from utils.commands import evaluate
 from utils.commands import train as train_command
-from utils.core.checkpoint import load_model
+from utils.core.checkpoint import load_model, save_model
+from utils.core.datasets import CLASS_NAMES
+from utils.core.models import mlp
 from utils.plumbing import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +102,60 @@ def test_evaluate_errors_are_one_line_without_traceback(make, message, tmp_path)
 def test_every_command_shows_its_defaults(module):
     code, out, _ = run(module, "--help")
     assert code == 0 and "default" in out
+
+
+def _folder_with_a_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best_model.npz").write_bytes(b"the best weights of an earlier run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("args, words", [
+    (lambda d: ["--out", str(d), "--resume"], ["nothing to resume from", "best_model.last.npz", "without --resume"]),
+    (lambda d: ["--out", str(d / "new"), "--resume"], ["nothing to resume from", "new/best_model.last.npz"]),
+    (lambda d: ["--threads", "0"], ["--threads must be an integer >= 1, got 0"]),
+    (lambda d: ["--threads", "-5"], ["--threads must be an integer >= 1, got -5"]),
+    (lambda d: ["--out", ""], ["--out ''", "empty folder name"]),
+    (lambda d: ["--out", "  "], ["--out '  '", "empty folder name"]),
+    (lambda d: ["--out", str(d / "best_model.npz")], ["best_model.npz is a regular file, not a folder"]),
+    (lambda d: ["--out", str(d / "best_model.npz" / "sub")], ["best_model.npz is a regular file, not a folder"]),
+    (lambda d: ["--set", "lr=0.01", "lr=0.02"], ["lr is given twice"]),
+    (lambda d: ["--set", "extends=mlp_cifar10"], ["extends cannot be overridden"]),
+    (lambda d: ["--set", "hidden_sizes=[65536, 65536]"], ["would allocate", "NN_MAX_WEIGHTS"]),
+], ids=["resume-nothing", "resume-new-folder", "threads-0", "threads-negative", "out-empty", "out-blank",
+        "out-file", "out-under-file", "set-twice", "set-extends", "set-too-big"])
+def test_train_refuses_bad_options_before_any_work(args, words, tmp_path, capsys, monkeypatch):
+    folder = _folder_with_a_checkpoint(tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    monkeypatch.setattr(train_command, "load_data", lambda *a, **k: pytest.fail("the data was loaded"))
+    with pytest.raises(SystemExit) as e:
+        train_command.main([*args(folder), "--quiet"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert (folder / "best_model.npz").read_bytes() == b"the best weights of an earlier run"
+
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"mean": "abc"}, ["mean = 'abc'", "a finite number in [0, 1]"]),
+    ({"std": 0}, ["std = 0", "(0, 1]"]),
+    ({"class_names": ["a", "b"]}, ["class_names", "10 names"]),
+    ({"experiment": "text"}, ["experiment = 'text'", "a table"]),
+    ({"metrics": "x"}, ["metrics = 'x'", "a table"]),
+    ({"dataset": "evil"}, ["dataset = 'evil'", "'fashion_mnist', 'cifar10'"]),
+    ({"dataset": "cifar10", "image_shape": [3, 32, 32]}, ["dataset = 'cifar10'", "in_features = 784"]),
+], ids=["mean", "std", "class-names", "experiment", "metrics", "dataset-evil", "dataset-cifar10"])
+def test_evaluate_refuses_a_bad_record_in_one_line(change, words, tmp_path, capsys, monkeypatch):
+    record = {"dataset": "fashion_mnist", "mean": 0.286, "std": 0.353, "image_shape": [1, 28, 28],
+              "class_names": list(CLASS_NAMES), "experiment": {"name": "x"}, "metrics": {"val_acc": 0.5}}
+    save_model(mlp([784, 4, 10], rng=0), tmp_path / "m.npz", **{**record, **change})
+    monkeypatch.setattr(evaluate.datasets, "load_fashion_mnist", lambda *a: pytest.fail("the data was loaded"))
+    with pytest.raises(SystemExit) as e:
+        evaluate.main([str(tmp_path / "m.npz")])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err and str(tmp_path / "m.npz") in err
+    for w in words:
+        assert w in err, err

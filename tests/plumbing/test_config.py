@@ -7,6 +7,7 @@ import pytest
 
 from utils.core.experiment import build_model
 from utils.core.models import ACTIVATIONS
+from utils.plumbing import config
 from utils.plumbing.config import (
     CONFIG_DIR,
     SCHEMA,
@@ -169,3 +170,70 @@ def test_notebooks_pick_their_config_by_data_set_and_take_quick_overrides(monkey
     monkeypatch.setenv("DATASET", "mnist")
     with pytest.raises(ConfigError, match="DATASET must be fashion_mnist or cifar10"):
         for_notebook("mlp")
+
+
+def _write(folder, name, text):
+    path = folder / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+HEADLINE = (CONFIG_DIR / "mlp_fashion.toml").read_text()
+
+
+@pytest.mark.parametrize("text, words", [
+    (HEADLINE.replace("hidden_sizes = [512, 256]", "hidden_sizes = [65536, 65536, 65536]"),
+     ["model.hidden_sizes", "784-65536-65536-65536-10", "weights", "the limit is 268,435,456", "NN_MAX_WEIGHTS"]),
+    ("x = " + "[" * 50_000 + "]" * 50_000, ["nested too deeply"]),
+    ("x = " + "[" * 12 + "1" + "]" * 12, ["nested more than 8 deep"]),
+    ("\ufeff" + HEADLINE, ["byte-order mark", "BOM", "without BOM"]),
+    (HEADLINE.replace("[model]", "[[model]]"), ["model must be the table [model]", "array of tables"]),
+    (HEADLINE.replace("[data]", "data = 5\n[dataX]"), ["data must be the table [data], got 5"]),
+    (HEADLINE.replace('name = "mlp_fashion"', 'name = "mlp_fashion"\nexperiment = "mlp_fashion"'),
+     ["experiment = 'mlp_fashion' applies to a search config", "extends"]),
+    ('name = "selfish"\nexperiment = "selfish"\n[search]\n[search.space]\nlr = [0.1]\n',
+     ["goes round in a circle", "selfish.toml -> ", "a chain of configs that ends"]),
+    ('extends = "other"\n', ["goes round in a circle", "other.toml"]),
+], ids=["too-many-weights", "deep-50000", "deep-12", "bom", "array-of-tables", "table-as-number",
+        "experiment-in-experiment", "search-names-itself", "extends-cycle"])
+def test_bad_config_files_get_one_clear_error(tmp_path, monkeypatch, text, words):
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)  # "selfish" and "other" name files here
+    _write(tmp_path, "other", 'extends = "selfish"\n')
+    path = _write(tmp_path, "selfish", text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    assert str(path) in str(e.value) or "selfish" in str(e.value)
+
+
+@pytest.mark.parametrize("items, words", [
+    (["lr=0.01", "lr=0.02"], ["lr is given twice", "0.01", "0.02", "each key once"]),
+    (["lr=0.01", "train.lr=0.02"], ["train.lr is set twice", "each key once"]),
+    (["extends=mlp_cifar10"], ["extends cannot be overridden", "--config"]),
+    (["experiment=mlp_fashion"], ["experiment cannot be overridden"]),
+    (["hidden_sizes=" + "[" * 50_000 + "]" * 50_000], ["--set hidden_sizes", "nested too deeply"]),
+    (["hidden_sizes=" + "[" * 10 + "]" * 10], ["nested more than 8 deep"]),
+    (["hidden_sizes=[65536, 65536, 65536]"], ["would allocate", "NN_MAX_WEIGHTS"]),
+], ids=["same-key-twice", "same-key-two-spellings", "extends", "experiment", "deep-50000", "deep-10", "too-big"])
+def test_bad_overrides_get_one_clear_error(items, words):
+    with pytest.raises(ConfigError) as e:
+        load_config("mlp_fashion", parse_assignments(items))
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_the_weight_limit_can_be_raised_and_counts_the_search_space(monkeypatch, tmp_path):
+    big = HEADLINE.replace("hidden_sizes = [512, 256]", "hidden_sizes = [65536, 8192]")
+    with pytest.raises(ConfigError, match="NN_MAX_WEIGHTS"):
+        load_config(_write(tmp_path, "big", big))
+    monkeypatch.setenv("NN_MAX_WEIGHTS", str(2 ** 30))
+    assert load_config(_write(tmp_path, "big", big))["model"]["hidden_sizes"] == [65536, 8192]
+    monkeypatch.setenv("NN_MAX_WEIGHTS", "lots")
+    with pytest.raises(ConfigError, match="NN_MAX_WEIGHTS must be a positive integer .*, got 'lots'"):
+        load_config(_write(tmp_path, "big", big))
+    monkeypatch.delenv("NN_MAX_WEIGHTS")
+    search = _write(tmp_path, "s", 'name = "s"\nexperiment = "mlp_fashion"\n[search]\n[search.space]\n'
+                                   'hidden_sizes = [[64], [65536, 65536]]\n')
+    with pytest.raises(ConfigError, match="search.space.hidden_sizes: the MLP 784-65536-65536-10"):
+        load_config(search)

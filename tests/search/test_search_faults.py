@@ -373,3 +373,42 @@ def test_sqlite_hands_each_waiting_trial_to_one_process_only(tmp_path):
     for p in procs:
         p.join()
     assert sorted(claimed) == sorted(t._trial_id for t in study.get_trials())
+
+
+def _disk_full(*args, **kwargs):
+    """What Optuna raises when SQLite cannot write: StorageInternalError from an OperationalError."""
+    import sqlite3
+
+    import optuna
+
+    try:
+        raise sqlite3.OperationalError("database or disk is full")
+    except sqlite3.OperationalError as e:
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from e
+
+
+@pytest.mark.parametrize("step", ["_study_exists", "open_study", "_Progress", "results_table"])
+def test_a_full_disk_at_any_step_of_the_search_is_one_line(step, tmp_path, monkeypatch):
+    """Opening the study, refilling the grid (inside open_study), the progress table and the results
+    all touch the storage: a storage error in any of them is named, without Optuna's traceback."""
+    monkeypatch.setattr(search, step, _disk_full)
+    if step == "results_table":
+        monkeypatch.setattr(search, "work", lambda *a, **k: None)
+        monkeypatch.setattr(search, "_Progress", lambda *a: type("P", (), {"close": lambda self: None, "update": lambda self: None})())
+    with pytest.raises(SearchError) as e:
+        search.run_search(ONE_POINT, "grid", out_dir=tmp_path / "run", **TINY)
+    assert "cannot write the search storage" in str(e.value) and "database or disk is full" in str(e.value)
+    assert "free some space" in str(e.value)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--study", ""], "study_name must be letters, digits, '-', '_' or '.', got ''"),
+    (["--out", ""], "--out '': an empty folder name"),
+    (["--blas-threads", "0"], "blas_threads must be an integer >= 1, got 0"),
+    (["--workers", "-2"], "workers must be an integer >= 1, got -2"),
+], ids=["study-empty", "out-empty", "blas-threads-0", "workers-negative"])
+def test_bad_search_options_are_one_line(args, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        search.main(["--quiet", "--epochs", "1", "--train-size", "100", *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and words in err and "Traceback" not in err, err

@@ -258,3 +258,43 @@ def test_an_instance_is_checked_at_its_own_sizes_and_kind_names_the_reference(ca
     assert capsys.readouterr().out.count("correct: ") == 4
     with pytest.raises(ValueError, match="kind='Linear'"):
         check_layer(type("MyDense", (module.Linear,), {}))
+
+
+class RaisingInit(module.Linear):
+    def __init__(self, in_features, out_features):
+        raise TypeError("unsupported operand")
+
+
+class NoParams(module.Linear):
+    def __init__(self, in_features, out_features):
+        self.W = np.zeros((in_features, out_features))  # no super().__init__(): no self.params
+
+
+def texts(w, dw, v, lr, momentum):
+    return "w", "v"
+
+
+def forgets_return(t, lr, decay_factor, decay_steps):
+    lr * decay_factor ** (t // decay_steps)
+
+
+def step_as_text(t, lr, decay_factor, decay_steps):
+    return f"{lr * decay_factor ** (t // decay_steps)}"
+
+
+@pytest.mark.parametrize("run, words", [
+    (lambda: check_layer(type("Linear", (RaisingInit,), {})),
+     ["Linear.__init__ raised TypeError: unsupported operand", "a mistake in __init__"]),
+    (lambda: check_layer(type("Linear", (NoParams,), {})),
+     ["Linear.__init__ set no self.params dict", "super().__init__()"]),
+    (lambda: check_update(texts), ["sgd_momentum (its w at step 1) returned str 'w'", "an array of numbers of shape (4, 3)"]),
+    (lambda: check_schedule(forgets_return, kind="step"),
+     ["forgets_return(t=0, ...) returned None: did you forget `return`?"]),
+    (lambda: check_schedule(step_as_text, kind="step"), ["step_as_text(t=0, ...) returned str '0.1'", "a number"]),
+], ids=["init-raises", "no-params", "step-returns-text", "schedule-returns-none", "schedule-returns-text"])
+def test_what_the_students_code_did_wrong_is_named(run, words):
+    with pytest.raises(AssertionError) as e:
+        run()
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    assert "NaN or inf" not in str(e.value)

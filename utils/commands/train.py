@@ -6,8 +6,8 @@
 from threadpoolctl import threadpool_limits
 
 from utils.core.experiment import build_model, experiment_metadata, load_data
-from utils.core.train import evaluate, train
-from utils.plumbing.cli import parser, refuse_overwrite, run, run_folder
+from utils.core.train import check_resumable, evaluate, train
+from utils.plumbing.cli import check_at_least, parser, refuse_overwrite, run, run_folder
 from utils.plumbing.config import DEFAULT_EXPERIMENT, describe, load_config, parse_assignments
 from utils.plumbing.files import atomic_write
 
@@ -32,12 +32,15 @@ def _train(argv):
                    help="BLAS threads; 1 gives the same result on any machine of the same kind")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
+    check_at_least("--threads", a.threads)
     cfg = load_config(a.config, parse_assignments(a.set))
     if a.resume and a.out is None:
         raise ValueError("--resume needs --out, the folder of the run to continue")
     out = run_folder(cfg["name"], a.out)
     checkpoint = out / cfg["checkpoint"]
-    if not (a.overwrite or a.resume):
+    if a.resume:
+        check_resumable(checkpoint)  # else a fresh run would replace the checkpoint and its history
+    elif not a.overwrite:
         refuse_overwrite(checkpoint)
     print(f"{cfg['name']}: {describe(cfg)}")
     data = load_data(cfg)

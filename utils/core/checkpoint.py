@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from module import Conv2D, Flatten, Linear, MaxPool2D
 from utils.core import models
+from utils.core.datasets import CIFAR10_CLASSES, CLASS_NAMES
 from utils.plumbing.errors import CheckpointError
 from utils.plumbing.files import _to_builtin, atomic_write, npz_members, open_regular, read_npy
 
@@ -29,6 +31,9 @@ MAX_ARRAY_ELEMENTS = 2 ** 28    # per array (1 GiB of float32); also the largest
 MAX_META_BYTES = 2 ** 26        # the JSON record: architecture, hyperparameters, history
 MAX_LAYERS = 1000
 MAX_MEMBERS = 10_000
+MAX_IMAGE_SIDE = 4096
+# The data sets a checkpoint may name: the shape of one image, (C, H, W), and the class names.
+DATASETS = {"fashion_mnist": ((1, 28, 28), CLASS_NAMES), "cifar10": ((3, 32, 32), CIFAR10_CLASSES)}
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 TEXT = (np.dtype("U"),)         # the JSON record: one string, of any length
 # What a damaged or hostile archive makes zipfile and numpy raise, besides MemoryError.
@@ -153,9 +158,15 @@ def load_model(path):
     The whole file is checked first (see the module docstring), so a model is only
     allocated for an architecture whose every weight is in the file with the right shape.
     The metadata (hyperparameters, metrics such as val_acc) is returned as it was recorded
-    when the file was written: it is not re-verified against the weights.
+    when the file was written, after check_record has checked its types and its agreement
+    with the architecture; the metrics are not re-verified against the weights.
     """
-    arrays, meta = load_arrays(path, expected_shapes=lambda m: _architecture_shapes(m, path))
+    def expected_shapes(m):
+        shapes = _architecture_shapes(m, path)
+        check_record(m, path)
+        return shapes
+
+    arrays, meta = load_arrays(path, expected_shapes=expected_shapes)
     arch = meta.pop("architecture")
     dtypes = {a.dtype for a in arrays.values()} or {np.dtype(np.float32)}  # no weights: any dtype will do
     if len(dtypes) != 1:
@@ -166,3 +177,131 @@ def load_model(path):
     except ValueError as e:
         raise CheckpointError(f"{path}: refused to load: bad architecture: {e}") from None
     return load_weights(model, arrays, source=str(path)), meta
+
+
+# ---------------------------------------------------------------- the record beside the weights
+
+def _refuse(path, key, value, expected):
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise CheckpointError(f"{path}: refused to load: the record's {key} = {shown}; expected {expected}")
+
+
+def _is_number(v, low=-math.inf, high=math.inf):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high)
+
+
+def check_record(meta, path):
+    """Check what a checkpoint records besides the weights, against its architecture; returns meta.
+
+    Every key is optional (save_model takes any metadata), but a key that is there must hold
+    what utils.core.experiment.experiment_metadata and train() write: a known data set whose
+    image shape matches the model's input, a finite mean in [0, 1] and std in (0, 1] (the
+    training statistics on the [0, 1] scale), one class name per output, the experiment and
+    the metrics as tables, the epoch as a count. The layer shapes are followed from the image
+    through every layer, so a Conv2D whose padding or stride does not fit the image is
+    refused here, not by a huge allocation or by a later layer. Raises CheckpointError naming
+    the file, the key, the value and what is expected.
+    """
+    specs = models.layer_specs(meta["architecture"])  # already checked by _architecture_shapes
+    dataset = meta.get("dataset")
+    if "dataset" in meta and (not isinstance(dataset, str) or dataset not in DATASETS):
+        _refuse(path, "dataset", dataset, f"one of {', '.join(map(repr, DATASETS))}")
+    image = DATASETS[dataset][0] if dataset else None
+    if "image_shape" in meta:
+        shape = meta["image_shape"]
+        if (not isinstance(shape, list) or len(shape) != 3
+                or not all(_is_number(d, 1, MAX_IMAGE_SIDE) and isinstance(d, int) for d in shape)):
+            _refuse(path, "image_shape", shape, f"[channels, height, width], integers in 1..{MAX_IMAGE_SIDE}")
+        if image is not None and tuple(shape) != image:
+            _refuse(path, "image_shape", shape, f"{list(image)}, the shape of a {dataset} image")
+        image = tuple(shape)
+    for key, low, high, text in (("mean", 0, 1, "a finite number in [0, 1]"),
+                                 ("std", 1e-6, 1, "a finite number in (0, 1]")):
+        if ("mean" in meta or "std" in meta) and not _is_number(meta.get(key), low, high):
+            _refuse(path, key, meta.get(key, "(missing)"), f"{text}, the training data's {key} on the [0, 1] "
+                                                         "scale (mean and std come together)")
+    outputs = _walk(specs, image, dataset, path)
+    names = meta.get("class_names")
+    if "class_names" in meta:
+        if not isinstance(names, list) or not all(isinstance(n, str) and 0 < len(n) <= 100 for n in names):
+            _refuse(path, "class_names", names, f"a list of {outputs} names (texts of 1 to 100 characters)")
+        if outputs is not None and len(names) != outputs:
+            _refuse(path, "class_names", names, f"{outputs} names, one per output of the model")
+    if dataset and outputs is not None and outputs != len(DATASETS[dataset][1]):
+        _refuse(path, "dataset", dataset, f"a data set of {outputs} classes, as the model has {outputs} outputs "
+                                          f"({dataset} has {len(DATASETS[dataset][1])})")
+    for key in ("experiment", "metrics", "hyperparameters"):
+        if key in meta and not isinstance(meta[key], dict):
+            _refuse(path, key, meta[key], "a table (a JSON object)")
+    name = meta.get("experiment", {}).get("name", "")
+    if not isinstance(name, str):
+        _refuse(path, "experiment.name", name, "a text")
+    for key, value in meta.get("metrics", {}).items():
+        if not (value is None or _is_number(value)):
+            _refuse(path, f"metrics.{key}", value, "a finite number")
+    if "val_acc" in meta.get("metrics", {}) and not _is_number(meta["metrics"]["val_acc"], 0, 1):
+        _refuse(path, "metrics.val_acc", meta["metrics"]["val_acc"], "an accuracy in [0, 1]")
+    if "epoch" in meta and not (isinstance(meta["epoch"], int) and _is_number(meta["epoch"], 0)):
+        _refuse(path, "epoch", meta["epoch"], "an epoch number, an integer >= 0")
+    return meta
+
+
+def _walk(specs, image, dataset, path):
+    """Follow one input's shape through the layers; returns the number of outputs (None without weights).
+
+    image: (C, H, W), or None if unknown.
+
+    A Linear first layer takes the image as a flat row; a Conv2D first layer an image, whose
+    shape is inferred from its channels (1: Fashion-MNIST, 3: CIFAR-10) when the record does not
+    say. Without a known image, a Conv2D's padding must still be below its kernel size.
+    """
+    first, args = specs[0]
+    if image is None and first is Conv2D:
+        image = next((shape for shape, _ in DATASETS.values() if shape[0] == args["in_channels"]), None)
+    shape = None if image is None else (math.prod(image),) if first is Linear else image
+    source = f"a {dataset} image {list(image)}" if dataset else f"an image {list(image or ())}"
+    outputs = None
+    for i, (kind, args) in enumerate(specs):
+        where = f"layer {i} ({kind.__name__})"
+
+        def refuse(key, value, expected, where=where, first=i == 0):
+            if first and image is not None and key in ("in_features", "in_channels"):
+                # The first layer is as the weights say; what does not fit it is the recorded input.
+                gives = f"{math.prod(image)} inputs" if key == "in_features" else f"{image[0]} channels"
+                expected = f"images that fit the first layer, {where} with {key} = {value}; {source} gives {gives}"
+                key, value = ("dataset", dataset) if dataset else ("image_shape", list(image))
+            _refuse(path, key if first and key in ("dataset", "image_shape") else f"architecture, {where}, {key}",
+                    value, expected)
+
+        if kind is Conv2D:
+            k, p, s = args["kernel_size"], args.get("padding", 0), args.get("stride", 1)
+            if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p < k:
+                refuse("padding", p, f"an integer in 0..{k - 1} (below the kernel size {k})")
+            if shape is not None:
+                if len(shape) != 3 or shape[0] != args["in_channels"]:
+                    refuse("in_channels", args["in_channels"], f"the input's channels: its input has shape {shape}, "
+                                                               f"from {source}")
+                side = min(shape[1:]) + 2 * p
+                if side < k:
+                    refuse("kernel_size", k, f"at most {side}, the side of its input {shape} padded by {p}")
+                if not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= side - k + 1:
+                    refuse("stride", s, f"an integer in 1..{side - k + 1}, so that the kernel moves within "
+                                        f"its input {shape} padded by {p}")
+                shape = (args["out_channels"], *((d + 2 * p - k) // s + 1 for d in shape[1:]))
+            outputs = args["out_channels"]
+        elif kind is MaxPool2D and shape is not None:
+            k, s = args["kernel_size"], args.get("stride") or args["kernel_size"]
+            if len(shape) != 3 or min(shape[1:]) < k:
+                refuse("kernel_size", k, f"at most the side of its input, shape {shape} (from {source})")
+            if not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= min(shape[1:]):
+                refuse("stride", s, f"an integer in 1..{min(shape[1:])}, within its input {shape}")
+            shape = (shape[0], *((d - k) // s + 1 for d in shape[1:]))
+        elif kind is Flatten and shape is not None:
+            shape = (math.prod(shape),)
+        elif kind is Linear:
+            if shape is not None and shape != (args["in_features"],):
+                refuse("in_features", args["in_features"], f"{math.prod(shape)}, the size of its input {shape} "
+                                                           f"(from {source})")
+            shape, outputs = (args["out_features"],), args["out_features"]
+    return outputs

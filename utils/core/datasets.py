@@ -88,6 +88,11 @@ def read_idx(source, expected_sha256=None, ndim=None, name=None, max_bytes=MAX_I
         raise DataFileError(f"{name}: truncated header: expected {header_size} bytes, "
                             f"found {len(head)}")
     shape = struct.unpack(f">{n_dims}I", head[4:header_size])
+    # A zero dimension makes the product small, but NumPy still refuses the huge ones beside it.
+    if 0 in shape and math.prod(d or 1 for d in shape) * dtype.itemsize > max_bytes:
+        raise DataFileError(f"{name}: shape {shape} in the header: its non-zero dimensions alone need "
+                            f"{math.prod(d or 1 for d in shape) * dtype.itemsize:,} bytes, more than the "
+                            f"{max_bytes:,} bytes an IDX file may have here (max_bytes); expected a real image shape")
     expected_size = header_size + math.prod(shape) * dtype.itemsize
     if expected_size > max_bytes:
         raise DataFileError(f"{name}: shape {shape} needs {expected_size:,} bytes, more than the "

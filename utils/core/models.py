@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from module import Conv2D, Dropout, Flatten, Layer, LeakyReLU, Linear, MaxPool2D, ReLU, Sigmoid, Tanh, softmax
+from utils.plumbing.config_files import check_mlp_size
 from utils.plumbing.validate import check_finite, check_fraction, check_int, check_rng
 
 # Inference runs in chunks of this many images. LeNet-5's first im2col matrix holds 25 values
@@ -127,6 +128,7 @@ def mlp(sizes, activation="relu", dropout=0.0, rng=None, dtype=np.float32):
     sizes = [check_int(f"mlp: sizes[{i}]", s, low=1) for i, s in enumerate(sizes)]
     if len(sizes) < 2:
         raise ValueError(f"mlp: sizes must list at least an input and an output size, got {sizes}")
+    check_mlp_size(sizes, "mlp")  # before anything is allocated: a MemoryError would say less
     dropout, rng = check_fraction("mlp: dropout", dropout), check_rng("mlp: rng", rng)
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -54,6 +54,26 @@ def hyperparameters(**given):
     return checked
 
 
+def last_checkpoint(checkpoint_path):
+    """Where train() keeps the latest epoch of the run whose best weights go to checkpoint_path."""
+    checkpoint_path = Path(checkpoint_path)
+    return checkpoint_path.with_name(checkpoint_path.stem + ".last.npz")
+
+
+def check_resumable(checkpoint_path):
+    """Refuse resume=True when there is nothing to resume from, before anything is trained or replaced.
+
+    Starting afresh instead would replace the best checkpoint and its history without a word.
+    """
+    if checkpoint_path is None:
+        raise ValueError("resume=True needs checkpoint_path, the best checkpoint of the run to continue")
+    last = last_checkpoint(checkpoint_path)
+    if not last.is_file():
+        raise FileNotFoundError(f"nothing to resume from: no {last} (the file a run writes after every epoch); "
+                                f"train without --resume (resume=False) to start a new run")
+    return last
+
+
 def make_optimizer(hp):
     """The optimiser named by hp["optimizer"], set up from the matching hyperparameters."""
     if hp["optimizer"] == "sgd":
@@ -135,7 +155,8 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
     X_train: (N, ...) float array, y_train: (N,) integer labels; the same for validation.
     overrides: hyperparameters, see hyperparameters() (unknown names and bad values raise ConfigError).
     checkpoint_path: where the best weights by validation accuracy are saved (None: kept in
-        memory only); beside it, "<name>.last.npz" holds the latest epoch for resume=True.
+        memory only); beside it, "<name>.last.npz" holds the latest epoch for resume=True
+        (which refuses to start, FileNotFoundError, when that file is missing).
     restore_best: put the best weights back into the model at the end.
     callback(history, model): called after every epoch; it may raise to stop training
         (the search raises optuna.TrialPruned).
@@ -145,6 +166,8 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
     val_loss, val_acc, seconds.
     """
     hp = hyperparameters(**overrides)
+    if resume:
+        check_resumable(checkpoint_path)
     X_train, y_train = _check_data(model, X_train, y_train, "training data")
     X_val, y_val = _check_data(model, X_val, y_val, "validation data")
     steps_per_epoch = math.ceil(len(X_train) / hp["batch_size"])
@@ -156,8 +179,8 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
     last_path = None
     if checkpoint_path is not None:
         checkpoint_path = Path(checkpoint_path)
-        last_path = checkpoint_path.with_name(checkpoint_path.stem + ".last.npz")
-        if resume and last_path.exists():
+        last_path = last_checkpoint(checkpoint_path)
+        if resume:
             history, best = _resume(model, optimizer, rng, hp, last_path, checkpoint_path)
 
     bar = tqdm(total=hp["num_epochs"], initial=len(history), desc="epochs", disable=not progress)

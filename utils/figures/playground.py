@@ -22,9 +22,11 @@ from utils.core.models import mlp
 from utils.core.optim import OPTIMIZERS, lr_schedule
 from utils.core.train import TrainingDiverged, evaluate, train_step
 from utils.figures.playground_view import PlaygroundView
-from utils.figures.toy_data import make_dataset
+from utils.figures.toy_data import DATASETS, make_dataset
 from utils.plumbing import paths
+from utils.plumbing.config import check_value
 from utils.plumbing.files import atomic_write
+from utils.plumbing.validate import check_choice, check_int, is_number
 
 DEFAULTS = {
     "dataset": "spirals", "noise": 0.05, "val_share": 0.5, "seed": 0,        # data (and the initial weights)
@@ -37,6 +39,17 @@ DATA_KEYS = {"dataset", "noise", "val_share", "seed"}
 ARCHITECTURE_KEYS = {"hidden_layers", "units", "activation"}
 OPTIMIZER_KEYS = {"momentum", "nesterov", "beta1", "beta2"}
 SCHEDULE_KEYS = {"lr", "lr_schedule", "decay_factor", "decay_steps"}
+# The settings a config file has too, checked by its schema (utils/plumbing/config.py): key -> table.
+SCHEMA_KEYS = {"seed": "", "activation": "model", "dropout": "model",
+               **{k: "train" for k in ("optimizer", "lr", "batch_size", "l2_lambda", "momentum", "nesterov",
+                                       "lr_schedule", "decay_factor", "decay_steps")}}
+# The rest: (low, high, what) of a number, as the widgets and the toy data allow; hidden layers and
+# units as many as a config's hidden_sizes may list (mlp() also limits the weights they allocate).
+RANGES = {"noise": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+          "val_share": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+          "beta1": (lambda v: 0 <= v < 1, "a number in [0, 1)"), "beta2": (lambda v: 0 <= v < 1, "a number in [0, 1)")}
+INTEGERS = {"hidden_layers": (0, 20), "units": (1, 65536)}
+MAX_RUN_EPOCHS = 10000
 CHUNK_SECONDS = 0.02   # training work between two looks at the kernel's messages
 FRAME_SECONDS = 0.06   # at most ~16 boundary redraws a second
 STATS_SECONDS = 0.25   # curves and histograms: matplotlib is slower, so 4 a second
@@ -51,8 +64,7 @@ class Playground:
 
     def __init__(self, dataset="spirals", ui=True, **settings):
         self.settings = dict(DEFAULTS)
-        self._check(settings)
-        self.settings.update(settings, dataset=dataset)
+        self.settings.update(self._check({**settings, "dataset": dataset}))
         self.runs, self.history, self.message = [], [], ""
         self._task, self.running = None, False
         self._load_data()
@@ -104,7 +116,7 @@ class Playground:
 
     def run(self, epochs=1, draw=True):
         """Train for whole epochs, synchronously (the Step button, scripts and tests); returns the last row."""
-        target = self.epoch + int(epochs)
+        target = self.epoch + check_int("Playground.run: epochs", epochs, low=0, high=MAX_RUN_EPOCHS)
         while self.epoch < target and self.step():
             pass
         if draw and self.view is not None:
@@ -150,8 +162,7 @@ class Playground:
 
     def set(self, **changes):
         """Change settings as the widgets do: data or architecture resets the weights; the rest keeps them."""
-        self._check(changes)
-        changes = {k: v for k, v in changes.items() if self.settings[k] != v}
+        changes = {k: v for k, v in self._check(changes).items() if self.settings[k] != v}
         if not changes:
             return
         label = self.label()  # the finished run's settings, before they change
@@ -174,9 +185,11 @@ class Playground:
             self.view.sync(changes)
 
     def _check(self, settings):
+        """The settings in canonical form, each checked before anything changes; else a ValueError naming it."""
         unknown = set(settings) - DEFAULTS.keys()
         if unknown:
             raise ValueError(f"unknown playground setting(s) {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+        return {key: check_setting(key, value) for key, value in settings.items()}
 
     def label(self):
         """The run's settings in one line, for the legend of archived curves."""
@@ -278,6 +291,21 @@ class Playground:
         h = self.history[-1]
         return (f"epoch {h['epoch']} (step {h['step']}): train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f}, "
                 f"validation loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}")
+
+
+def check_setting(key, value):
+    """One playground setting in canonical form: by the config schema where a config has the same key,
+    else by the ranges above. Raises ValueError (ConfigError for the schema's) naming key, value and range."""
+    if key in SCHEMA_KEYS:
+        return check_value(SCHEMA_KEYS[key], key, value, where="Playground")
+    if key == "dataset":
+        return check_choice("Playground: dataset", value, DATASETS)
+    if key in INTEGERS:
+        return check_int(f"Playground: {key}", value, *INTEGERS[key])
+    within, expected = RANGES[key]
+    if not is_number(value) or not within(value):
+        raise ValueError(f"Playground: {key} = {value!r}: expected {expected}")
+    return float(value)
 
 
 ACTIVATION_RANGES = {"Tanh": (-1.0, 1.0), "Sigmoid": (0.0, 1.0)}  # else (-0.5, 4): the ReLU family

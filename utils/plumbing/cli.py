@@ -11,9 +11,23 @@ from utils.plumbing import paths
 
 
 def run_folder(name, out=None):
-    """out if given, else a new folder log/runs/<name>-<YYYYmmdd-HHMMSS> (never an existing one)."""
+    """out if given, else a new folder log/runs/<name>-<YYYYmmdd-HHMMSS> (never an existing one).
+
+    out is checked before any work starts: not empty (that would be the current folder), and
+    neither it nor a folder above it an existing file.
+    """
     if out is not None:
-        return Path(out)
+        if not str(out).strip():
+            raise ValueError(f"--out {str(out)!r}: an empty folder name; expected the path of a folder, "
+                             f"e.g. --out log/")
+        out = Path(out)
+        for folder in (out, *out.parents):
+            if folder.exists() or folder.is_symlink():
+                if not folder.is_dir():
+                    raise NotADirectoryError(f"--out {out}: {folder} is a regular file, not a folder; "
+                                             f"expected a folder (existing or new)")
+                break
+        return out
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = paths.log_dir() / "runs" / f"{name}-{stamp}"
     n = 1
@@ -28,6 +42,13 @@ def refuse_overwrite(path, flag="--overwrite"):
     if Path(path).exists():
         raise FileExistsError(f"{path} exists and would be replaced; pass {flag} to replace it, "
                               f"or choose another folder with --out")
+
+
+def check_at_least(option, value, low=1):
+    """value if it is an integer >= low, else a ValueError naming the option, e.g. check_at_least("--threads", 0)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{option} must be an integer >= {low}, got {value!r}")
+    return value
 
 
 class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):

@@ -23,12 +23,12 @@ import numpy as np
 import tomllib
 
 from utils.plumbing import paths
+from utils.plumbing.config_files import MAX_DEPTH, check_mlp_size, depth, read_toml
 from utils.plumbing.errors import ConfigError
 
 CONFIG_DIR = paths.ROOT / "configs"
 DEFAULT_EXPERIMENT = "mlp_fashion"
 DEFAULT_SEARCH = "search_fashion"
-MAX_CONFIG_BYTES = 1 << 20
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 
 
@@ -197,15 +197,7 @@ def config_path(name):
 
 
 def _read_toml(path):
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-        raise ConfigError(f"no config file at {path}; the configs in {CONFIG_DIR}: {known}")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_CONFIG_BYTES})")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return read_toml(path, CONFIG_DIR)
 
 
 def _merge(base, top):
@@ -216,10 +208,17 @@ def _merge(base, top):
 
 
 def _raw(name, seen=()):
-    """The config file's tables, with what it extends merged in underneath."""
+    """The config file's tables, with what it extends merged in underneath.
+
+    seen: the files (resolved paths) that led here by extends or experiment, to refuse a cycle.
+    """
     path = config_path(name)
     if path.resolve() in seen:
-        raise ConfigError(f"{path}: 'extends' goes round in a circle: {' -> '.join(map(str, seen))}")
+        chain = " -> ".join(map(str, (*seen, path.resolve())))
+        raise ConfigError(f"{path}: 'extends' or 'experiment' goes round in a circle: {chain}; "
+                          f"expected a chain of configs that ends")
+    if len(seen) >= MAX_DEPTH:
+        raise ConfigError(f"{path}: more than {MAX_DEPTH} configs extend each other; expected a shorter chain")
     raw = _read_toml(path)
     parent = raw.pop("extends", None)
     if parent is not None:
@@ -235,19 +234,41 @@ def load_config(name=DEFAULT_EXPERIMENT, overrides=None):
     A search config (one with [search]) also gets every table of its experiment.
     Raises ConfigError naming the file and the key for unknown keys and bad values.
     """
+    return _load(name, overrides, ())
+
+
+def _load(name, overrides, seen):
     where = str(config_path(name))
-    raw = _raw(name)
+    raw = _raw(name, seen)
     if "search" in raw:
         experiment = raw.get("experiment")
         if experiment is None:
             raise ConfigError(f"{where}: a search config needs experiment = \"<name of an experiment config>\"")
-        base = load_config(check_value("", "experiment", experiment, where))
+        base = _load(check_value("", "experiment", experiment, where), None,
+                     (*seen, config_path(name).resolve()))
         raw = _merge({k: v for k, v in base.items() if k != "name"}, raw)
+    elif "experiment" in raw:
+        raise ConfigError(f"{where}: experiment = {raw['experiment']!r:.80} applies to a search config (one with "
+                          f"a [search] table); an experiment config builds on another with extends = \"<name>\"")
+    placed = {}
     for key, value in (overrides or {}).items():
         section, leaf = _locate(key, raw, where)
+        full = f"{section}.{leaf}" if section else leaf
+        if full in ("extends", "experiment"):
+            raise ConfigError(f"{where}: {full} cannot be overridden (it is followed when the file is read); "
+                              f"write it in the config file, or choose another file with --config")
+        if full in placed:
+            raise ConfigError(f"{where}: {full} is set twice in the overrides ({placed[full]!r} and {key!r}); "
+                              f"expected each key once")
+        placed[full] = key
+        if depth(value) > MAX_DEPTH:
+            raise ConfigError(f"{where}: the override {key} is nested more than {MAX_DEPTH} deep")
         (raw.setdefault(section, {}) if section else raw)[leaf] = value
     cfg = {}
     for key, value in raw.items():
+        if key in SCHEMA and key and not isinstance(value, dict):
+            got = "an array of tables [[...]]" if isinstance(value, list) else f"{value!r:.80}"
+            raise ConfigError(f"{where}: {key} must be the table [{key}], got {got}")
         if isinstance(value, dict):
             if key not in SCHEMA:
                 check_value(key, None, None, where)  # raises "unknown table", with a did-you-mean
@@ -286,6 +307,9 @@ def _check_together(cfg, where):
     model, train = cfg["model"], cfg["train"]
     if model["builder"] == "mlp" and "hidden_sizes" not in model:
         raise ConfigError(f"{where}: the mlp builder needs model.hidden_sizes, e.g. [64, 32]")
+    inputs = {"fashion_mnist": 784, "cifar10": 3072}[cfg["data"]["dataset"]]  # pixels per image
+    if model["builder"] == "mlp":
+        check_mlp_size([inputs, *model["hidden_sizes"], 10], f"{where}: model.hidden_sizes")
     if model["builder"] == "lenet5" and "hidden_sizes" in model:
         raise ConfigError(f"{where}: model.hidden_sizes does not apply to lenet5 (its sizes are fixed); remove it")
     check_nesterov(train, where)
@@ -294,6 +318,8 @@ def _check_together(cfg, where):
         if "space" not in search:
             raise ConfigError(f"{where}: a search config needs a [search.space] table")
         search["space"] = check_space(search["space"], search.get("mode", "grid"), where)
+        for sizes in search["space"].get("hidden_sizes", []) if model["builder"] == "mlp" else []:
+            check_mlp_size([inputs, *sizes, 10], f"{where}: search.space.hidden_sizes")
         if search.get("mode", "grid") == "tpe" and "n_trials" not in search:
             raise ConfigError(f"{where}: search.mode = \"tpe\" needs search.n_trials")
         if search.get("mode", "grid") == "grid" and "n_trials" in search:
@@ -318,10 +344,18 @@ def parse_assignments(items):
         key, sep, text = str(item).partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set: expected KEY=VALUE (e.g. lr=0.01), got {item!r}")
+        if key.strip() in out:
+            raise ConfigError(f"--set: {key.strip()} is given twice ({out[key.strip()]!r} and {text.strip()!r}); "
+                              f"expected each key once")
         try:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()
+        except RecursionError:
+            raise ConfigError(f"--set {key.strip()}: the value is nested too deeply; a config needs at most "
+                              f"{MAX_DEPTH} levels") from None
+        if depth(value) > MAX_DEPTH:
+            raise ConfigError(f"--set {key.strip()}: the value is nested more than {MAX_DEPTH} deep")
         out[key.strip()] = value
     return out
 

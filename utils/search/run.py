@@ -24,7 +24,6 @@ so a script that uses workers > 1 needs the usual `if __name__ == "__main__":` g
 """
 import math
 import os
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -167,10 +166,26 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
     for name, value in (("workers", workers), ("blas_threads", blas_threads)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SearchError(f"{name} must be an integer >= 1, got {value!r}")
-    if out_dir is None:
-        out_dir = cli.run_folder(study_name)
-    out_dir = Path(out_dir)
+    try:
+        out_dir = cli.run_folder(study_name, out_dir)
+    except (ValueError, OSError) as e:
+        raise SearchError(str(e)) from None
     url = storage_url(storage, out_dir)
+    try:
+        return _run(url, study_name, settings, given, out_dir, workers, blas_threads, overwrite, progress)
+    except SearchError:
+        raise  # already one line (e.g. "cannot open the search storage ...")
+    except Exception as e:
+        # Every step below touches the storage (opening the study, refilling the grid, the
+        # trials, the results): a storage error in any of them, e.g. a full disk, is one line.
+        cause = storage_error_in(e)
+        if cause is None:
+            raise
+        raise SearchError(f"cannot write the search storage {masked(url)}: {describe(cause)}") from None
+
+
+def _run(url, study_name, settings, given, out_dir, workers, blas_threads, overwrite, progress):
+    """run_search after its settings are checked: open or create the study, run the trials, save the table."""
     existed = _study_exists(url, study_name)
     if existed and overwrite:
         optuna.delete_study(study_name=study_name, storage=open_storage(url))
@@ -190,11 +205,6 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
             work(url, study_name, 0, blas_threads, on_trial=bar.update)
         else:
             run_workers(url, study_name, workers, blas_threads, bar.update)
-    except Exception as e:
-        cause = storage_error_in(e)
-        if cause is None:
-            raise
-        raise SearchError(f"cannot write the search storage {masked(url)}: {describe(cause)}") from None
     finally:
         bar.close()
     table = results_table(study)
@@ -211,7 +221,8 @@ def run_search_config(cfg, *, out_dir=None, storage=None, workers=None, blas_thr
     """
     s = settings_from_config(cfg)
     workers = cfg["search"].get("workers") if workers is None else workers
-    return run_search(s["space"], s["mode"], s["n_trials"], study_name=study_name or cfg["name"], storage=storage,
+    study_name = cfg["name"] if study_name is None else study_name
+    return run_search(s["space"], s["mode"], s["n_trials"], study_name=study_name, storage=storage,
                       out_dir=out_dir, workers=workers, blas_threads=blas_threads, train_size=s["train_size"],
                       num_epochs=s["num_epochs"], prune=s["prune"], seed=s["seed"], fixed=s["fixed"],
                       data=s["data"], overwrite=overwrite, progress=progress, config_defaults=cfg)
@@ -288,9 +299,10 @@ def _main(argv, p):
     s = settings_from_config(cfg)
     s["fixed"] = {**s["fixed"], **fixed}  # checked (and refused if also searched) by check_settings
     workers = cfg["search"].get("workers") if a.workers is None else a.workers
-    out = Path(a.out) if a.out else cli.run_folder(cfg["name"])
-    table = run_search(s["space"], s["mode"], s["n_trials"], study_name=a.study or cfg["name"], storage=a.storage,
-                       out_dir=out, workers=workers, blas_threads=a.blas_threads,
+    out = cli.run_folder(cfg["name"], a.out)
+    study = cfg["name"] if a.study is None else a.study
+    table = run_search(s["space"], s["mode"], s["n_trials"], study_name=study, storage=a.storage, out_dir=out,
+                       workers=workers, blas_threads=a.blas_threads,
                        train_size=s["train_size"], num_epochs=s["num_epochs"], prune=s["prune"], seed=s["seed"],
                        fixed=s["fixed"], data=s["data"], overwrite=a.overwrite, progress=not a.quiet,
                        config_defaults=cfg)

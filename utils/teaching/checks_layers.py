@@ -48,7 +48,7 @@ def skip_if_unwritten():
         print(f"not implemented yet: write {str(e) or 'the function above'}, then rerun this cell")
 
 
-def call(what, fn, *args):
+def call(what, fn, *args, cause="an array of the wrong shape; print the shapes of the arrays on that line"):
     """fn(*args); NotImplementedError becomes NotWrittenYet, any other error an AssertionError naming what."""
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -57,8 +57,34 @@ def call(what, fn, *args):
     except NotImplementedError:
         raise NotWrittenYet(what) from None
     except Exception as e:
-        raise AssertionError(f"{what} raised {type(e).__name__}: {e}. Likely cause: an array of the "
-                             f"wrong shape; print the shapes of the arrays on that line") from e
+        raise AssertionError(f"{what} raised {type(e).__name__}: {e}. Likely cause: {cause}") from e
+
+
+def numbers(what, value, shape=None):
+    """value as a float64 array, or an AssertionError saying what the student's code returned instead."""
+    if value is None:
+        raise AssertionError(f"{what} returned None: did you forget `return`?")
+    try:
+        if isinstance(value, (str, bytes)) or any(isinstance(v, (str, bytes)) for v in np.ravel(
+                np.asarray(value, dtype=object))):
+            raise TypeError("text")
+        out = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        want = "a number" if shape == () else "an array of numbers" + (f" of shape {shape}" if shape else "")
+        raise AssertionError(f"{what} returned {type(value).__name__} {value!r:.60}; expected {want}") from None
+    return out
+
+
+def build(name, cls, args):
+    """The student's layer cls(*args), checked to have the params and grads dicts the layer contract asks for."""
+    student = call(f"{name}.__init__", cls, *args, cause="a mistake in __init__ itself; it runs with the "
+                   f"arguments {args}, as the exercise gives them")
+    for attribute in ("params", "grads"):
+        if not isinstance(getattr(student, attribute, None), dict):
+            raise AssertionError(f"{name}.__init__ set no self.{attribute} dict (got "
+                                 f"{type(getattr(student, attribute, None)).__name__}). Likely cause: "
+                                 f"super().__init__() was not called first (it creates self.params and self.grads)")
+    return student
 
 
 def _close(a, b):
@@ -221,7 +247,7 @@ def check_layer(layer, kind=None, seed=0):
     for ref, args, x in _layer_cases(name, rng, None if isinstance(layer, type) else layer):
         if ref.params:  # non-zero biases: a backward that ignores them cannot pass
             ref.params["b"][:] = rng.standard_normal(ref.params["b"].shape)
-        student = cls(*args) if isinstance(layer, type) else layer
+        student = build(name, cls, args) if isinstance(layer, type) else layer
         for k, p in ref.params.items():
             if k not in student.params or np.shape(student.params[k]) != p.shape:
                 raise AssertionError(f"{name}.__init__: self.params[{k!r}] should have shape {p.shape}, got "

@@ -11,7 +11,7 @@ import numpy as np
 import module
 from utils.core import models
 from utils.core.optim import SGD, l2_penalty, l2_regularize, lr_schedule
-from utils.teaching.checks_layers import call, checker, compare, correct
+from utils.teaching.checks_layers import call, checker, compare, correct, numbers
 from utils.teaching.gradcheck import numerical_gradient, rel_error
 
 # ---------------------------------------------------------------- loss
@@ -164,7 +164,7 @@ def check_update(step_fn, lr=0.1, momentum=0.9, seed=0):
         result = call("sgd_momentum", step_fn, w.copy(), g.copy(), v.copy(), lr, momentum)
         if not isinstance(result, tuple) or len(result) != 2:
             raise AssertionError("sgd_momentum should return (w, v), the new weights and the new velocity")
-        w, v = (np.asarray(a, dtype=np.float64) for a in result)
+        w, v = (numbers(f"sgd_momentum (its {name} at step {t})", a, w0.shape) for name, a in zip("wv", result))
         err = max(err, compare(f"sgd_momentum: the weights after step {t}", w, model.params["0.W"], extra=[
             (_momentum_variant(w0, grads[:t], lr, momentum, "sign"), "a sign error: the weights move uphill; "
              "v = momentum * v - lr * dw, then w = w + v"),
@@ -194,7 +194,8 @@ def check_schedule(fn, kind=None, lr=0.1, decay_factor=0.5, decay_steps=5):
                          "does not tell)")
     t = np.arange(3 * decay_steps + 1)
     want = np.array([lr_schedule(lr, kind, decay_factor, decay_steps)(i) for i in t])
-    got = np.array([call(fn.__name__, fn, int(i), lr, decay_factor, decay_steps) for i in t], dtype=np.float64)
+    got = np.array([numbers(f"{fn.__name__}(t={i}, ...)", call(fn.__name__, fn, int(i), lr, decay_factor, decay_steps),
+                            shape=()) for i in t])
     f, s = decay_factor, decay_steps
     extra = [(lr * f ** t, f"the decay is applied every iteration instead of every decay_steps = {s}: "
               f"the exponent is t / decay_steps{' rounded down' if kind == 'step' else ''}, not t")]
