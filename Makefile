@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: run test test-slow test-cpus lint lab bench bench-pipeline bench-playground data venv clean solutions
+.PHONY: run test test-slow test-cifar test-cpus lint lab bench bench-pipeline bench-playground data venv clean solutions
 
 venv: $(VENV)/.installed
 
@@ -40,9 +40,13 @@ run: data
 test: data
 	$(PY) tests/run_all.py
 
-# The long runs make test leaves out: the LeNet-5 band, the CIFAR-10 notebooks (about 20 minutes).
+# The long runs make test leaves out: the result bands (about 5 minutes; CI runs them), and the
+# CIFAR-10 notebooks (about 15 minutes).
 test-slow: data
 	$(PY) -m pytest -m slow
+
+test-cifar: data
+	$(PY) -m pytest -m cifar
 
 # The notebooks under nbval as other CPUs compute them: OpenBLAS kernels and numpy's SIMD paths forced
 # one at a time (each checked with threadpoolctl; a kernel this CPU lacks is skipped with the reason).

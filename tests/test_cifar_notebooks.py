@@ -5,7 +5,7 @@ file name and class name is CIFAR-10's while the models learn nothing (about 10%
 the notebooks assert no accuracy). To keep the run to minutes, NN_SET shortens the training
 the configs ask for (2 epochs, a search on 2,000 images for 2 epochs); the notebooks
 themselves run unchanged. About 15 minutes on two
-busy cores, so only by make test-slow.
+busy cores, so only by make test-cifar.
 """
 import json
 import os
@@ -22,7 +22,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[1-5]_*.ipynb"))
 SHORTEN = "train.num_epochs=2 search.train_size=2000 search.num_epochs=2"  # NN_SET: minutes, not hours
 
 
-@pytest.mark.slow  # about 15 minutes: make test-slow
+@pytest.mark.cifar  # about 15 minutes: make test-cifar
 def test_notebooks_run_on_a_full_size_cifar10(tmp_path):
     write_fake_cifar10(tmp_path / "data")
     env = {**os.environ, "DATASET": "cifar10", "NN_DATA_DIR": str(tmp_path / "data"),

@@ -4,12 +4,12 @@ The notebooks print their results but decide nothing on the test set, and their 
 vary with the CPU are not compared by nbval. These tests rerun the key results and check them
 against bands:
 
-* the MLP of configs/mlp_fashion.toml, trained as `python -m utils train` trains it (about
-  2 minutes on one core), must reach a test accuracy in MLP_BAND;
 * the search's winner must be among the top 3 complete trials of the committed search, and
-  the experiment's config must hold one of those 3;
-* LeNet-5 (configs/lenet5_fashion.toml, about 3 minutes more) is checked against LENET_BAND
-  only by make test-slow.
+  the experiment's config must hold one of those 3 (make test);
+* the MLP of configs/mlp_fashion.toml, trained as `python -m utils train` trains it (about
+  1 minute on one core), must reach a test accuracy in MLP_BAND, and LeNet-5
+  (configs/lenet5_fashion.toml, about 3 minutes more) one in LENET_BAND: make test-slow, which
+  CI runs (make test does not: notebook 03 trains the same MLP there).
 
 How the bands were measured (one BLAS thread, this project's 2-core machine, 2026-11-29):
 `python -m utils train --set seed=S` for the seeds listed below. Across CPUs the same seed
@@ -57,6 +57,7 @@ def trained_test_accuracy(config, tmp_path):
     return float(found[-1])
 
 
+@pytest.mark.slow  # about 1 minute (notebook 03 trains the same model under make test): make test-slow
 def test_the_mlp_reaches_its_test_accuracy_band(tmp_path):
     acc = trained_test_accuracy("mlp_fashion", tmp_path)
     assert MLP_BAND[0] <= acc <= MLP_BAND[1], (
