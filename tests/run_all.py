@@ -32,8 +32,9 @@ def main(args):
     with tempfile.TemporaryFile("w+") as notebooks_log:
         notebooks = subprocess.Popen([*pytest, "--nbval", "notebooks"], cwd=ROOT, stdout=notebooks_log,
                                      stderr=subprocess.STDOUT, text=True)
-        units, lines = subprocess.Popen([*pytest, "tests"], cwd=ROOT, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True), []
+        units = subprocess.Popen([*pytest, "tests"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        lines = []
         for line in units.stdout:
             print(line, end="", flush=True)
             lines.append(line)
