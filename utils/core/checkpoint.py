@@ -22,7 +22,7 @@ from module import Conv2D, Flatten, Linear, MaxPool2D
 from utils.core import models
 from utils.core.datasets import CIFAR10_CLASSES, CLASS_NAMES
 from utils.plumbing.errors import CheckpointError
-from utils.plumbing.files import _to_builtin, atomic_write, npz_members, open_regular, read_npy
+from utils.plumbing.files import atomic_write, npz_members, open_regular, read_npy, to_builtin
 
 META_KEY = "__meta__"
 FORMAT_VERSION = 1
@@ -46,7 +46,7 @@ def save_arrays(path, arrays, meta):
     """Write named arrays and a JSON-able dict to one .npz file, atomically."""
     if META_KEY in arrays:
         raise ValueError(f"the array name {META_KEY!r} is reserved")
-    blob = np.array(json.dumps({"format_version": FORMAT_VERSION, **meta}, default=_to_builtin))
+    blob = np.array(json.dumps({"format_version": FORMAT_VERSION, **meta}, default=to_builtin))
     with atomic_write(path) as f:
         np.savez(f, **arrays, **{META_KEY: blob})
 

@@ -90,11 +90,11 @@ def _process_alive(pid):
 def save_json(obj, path):
     """Write obj as indented JSON, atomically."""
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, default=_to_builtin)
+        json.dump(obj, f, indent=2, default=to_builtin)
         f.write("\n")
 
 
-def _to_builtin(x):
+def to_builtin(x):
     """Make NumPy scalars and arrays JSON-serialisable."""
     if isinstance(x, np.generic):
         return x.item()
