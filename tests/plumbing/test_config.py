@@ -39,7 +39,7 @@ def test_a_search_config_carries_its_experiment():
     cfg = load_config("search_fashion")
     assert cfg["experiment"] == "mlp_fashion"
     assert cfg["train"] == load_config("mlp_fashion")["train"]
-    assert cfg["search"]["space"]["hidden_sizes"] == [[512, 256], [256, 128], [128, 64]]
+    assert cfg["search"]["space"]["hidden_sizes"] == [[512, 256], [256, 128], [512]]
 
 
 def test_extends_keeps_one_copy_of_the_headline_values():

@@ -132,7 +132,7 @@ def test_rerunning_a_finished_search_trains_nothing_and_checks_settings(small_gr
 
 def test_default_settings_are_the_config_grid_of_notebook_02():
     s = search._defaults()
-    assert s["space"] == {"lr": [0.1, 0.03, 0.01, 0.003], "hidden_sizes": [[512, 256], [256, 128], [128, 64]],
+    assert s["space"] == {"lr": [0.1, 0.03, 0.01, 0.003], "hidden_sizes": [[512, 256], [256, 128], [512]],
                           "l2_lambda": [1e-2, 1e-3, 1e-4, 0.0]}
     assert (s["mode"], s["train_size"], s["num_epochs"], s["prune"], s["seed"]) == ("grid", 54000, 4, True, 0)
     assert {k: s["fixed"][k] for k in ("dropout", "momentum", "lr_schedule", "batch_size", "optimizer")} == \
