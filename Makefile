@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: run test test-slow test-cifar test-cpus lint lab bench bench-pipeline bench-playground data venv clean solutions
+.PHONY: run test test-slow test-cifar test-cpus lint lab bench bench-pipeline bench-playground data venv clean solutions \
+	zh zh-check run-zh fonts-zh
 
 venv: $(VENV)/.installed
 
@@ -35,6 +36,37 @@ run: data
 	  echo "== $$nb took $$(( $$(date +%s) - start )) s"; \
 	done
 	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils train; fi
+
+# The Chinese edition, notebooks/zh/: the English notebooks with the markdown of the catalogs
+# locale/zh_CN/notebooks/*.po (new or changed English cells go into them first, to translate).
+zh: venv
+	$(PY) -m utils.plumbing.translate update
+	$(PY) -m utils.plumbing.translate build
+
+# Every markdown cell without an up-to-date translation; fails if there is one.
+zh-check: venv
+	$(PY) -m utils.plumbing.translate check
+
+# A CJK font for the Chinese figures: Debian's Noto Sans CJK where we may install it. Without one
+# the figures keep English labels (utils/figures/fonts.py says so once).
+fonts-zh:
+	@if ! fc-list 2>/dev/null | grep -qiE "cjk|yahei|pingfang|simhei|wenquanyi" \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q fonts-noto-cjk >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q fonts-noto-cjk >/dev/null; } \
+	  || echo "could not install fonts-noto-cjk; the Chinese figures keep English labels"; \
+	fi
+
+# make run for the Chinese edition: its figures go to static/zh/ and its logs to log/zh/, so the
+# English results are not overwritten.
+run-zh: data zh fonts-zh
+	@set -e; for nb in notebooks/zh/[0-9]*.ipynb; do \
+	  echo "== $$nb"; start=$$(date +%s); \
+	  NN_LANG=zh NN_LOG_DIR=$(CURDIR)/log/zh NN_STATIC_DIR=$(CURDIR)/static/zh \
+	    $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 \
+	    --ExecutePreprocessor.record_timing=False "$$nb"; \
+	  echo "== $$nb took $$(( $$(date +%s) - start )) s"; \
+	done
 
 # pytest --nbval, as two processes side by side: the notebooks in order in one, the unit tests in the other.
 test: data

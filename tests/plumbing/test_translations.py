@@ -1,0 +1,187 @@
+"""The Chinese edition stays in step with the English notebooks (utils/plumbing/translate.py).
+
+On a small notebook of its own: an edited English cell, a new cell or a translation that lost a
+formula is reported; update keeps the old translation as fuzzy; build keeps the stored outputs
+of unchanged code. On the real notebooks: every markdown cell has an up-to-date translation, and
+notebooks/zh/ has the English code cells (plus the language line) and the catalogs' markdown.
+"""
+import json
+
+import pytest
+
+from utils.plumbing import translate
+
+
+def cell(kind, text, cell_id):
+    extra = {"outputs": [], "execution_count": None} if kind == "code" else {}
+    return {"cell_type": kind, "id": cell_id, "metadata": {}, "source": text, **extra}
+
+
+def write_notebook(path, cells):
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def course(tmp_path, monkeypatch):
+    """A one-notebook course in tmp_path, translated, with the module's folders pointing there."""
+    monkeypatch.setattr(translate, "NOTEBOOK_DIR", tmp_path)
+    monkeypatch.setattr(translate, "EDITION_DIR", tmp_path / "zh")
+    monkeypatch.setattr(translate, "CATALOG_DIR", tmp_path / "locale")
+    nb = write_notebook(tmp_path / "01_demo.ipynb", [
+        cell("markdown", "# Demo\n\nThe loss is $L = -\\log p_y$.", "a1"),
+        cell("code", "import numpy as np\nx = np.ones(3)", "c1"),
+        cell("markdown", "Call `train(model)` next.", "a2"),
+        cell("code", "print(x.sum())", "c2"),
+    ])
+    assert translate.update(nb) == {"new": 2, "fuzzy": 0, "obsolete": 0}
+    set_translations(nb, {"01_demo/a1": "# 演示\n\n损失是 $L = -\\log p_y$。", "01_demo/a2": "接着调用 `train(model)`。"})
+    return nb
+
+
+def set_translations(nb, chinese):
+    entries = translate.load(nb)
+    for entry in entries:
+        if entry.context in chinese:
+            entry.msgstr = chinese[entry.context]
+            entry.flags.discard("fuzzy")
+            entry.previous = None
+    translate.save(entries, translate.catalog_path(nb))
+
+
+def edit_markdown(nb, cell_id, text):
+    data = json.loads(nb.read_text(encoding="utf-8"))
+    for c in data["cells"]:
+        if c["id"] == cell_id:
+            c["source"] = text
+    nb.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def test_a_translated_notebook_has_no_problems_and_builds_in_chinese(course):
+    assert translate.problems(course) == []
+    assert translate.build(course) == []
+    built = json.loads((course.parent / "zh" / course.name).read_text(encoding="utf-8"))
+    assert [c["source"] for c in built["cells"]] == [
+        "# 演示\n\n损失是 $L = -\\log p_y$。", translate.LANGUAGE_LINE + "import numpy as np\nx = np.ones(3)",
+        "接着调用 `train(model)`。", "print(x.sum())"]
+
+
+def test_editing_one_english_cell_alone_fails_the_freshness_check(course):
+    edit_markdown(course, "a2", "Call `train(model, data)` next.")
+    assert [c for c, _ in translate.problems(course)] == ["01_demo/a2"]
+    counts = translate.update(course)
+    assert counts["fuzzy"] == 1
+    entry = {m.context: m for m in translate.load(course)}["01_demo/a2"]
+    assert entry.fuzzy and entry.previous == "Call `train(model)` next."
+    assert entry.msgstr == "接着调用 `train(model)`。"  # kept for the translator to revise
+    assert "fuzzy" in translate.problems(course)[0][1]
+    assert translate.build(course) == ["01_demo/a2"]  # the stale translation is not shown: the English is
+    built = json.loads((course.parent / "zh" / course.name).read_text(encoding="utf-8"))
+    assert built["cells"][2]["source"] == "Call `train(model, data)` next."
+    set_translations(course, {"01_demo/a2": "接着调用 `train(model, data)`。"})
+    assert translate.problems(course) == []
+
+
+def test_a_new_cell_without_translation_fails_and_a_deleted_one_becomes_obsolete(course):
+    data = json.loads(course.read_text(encoding="utf-8"))
+    data["cells"] = [data["cells"][0], data["cells"][1], data["cells"][3],
+                     cell("markdown", "A new closing note.", "a3")]
+    course.write_text(json.dumps(data), encoding="utf-8")
+    assert translate.problems(course) == [("01_demo/a3", translate.problems(course)[0][1])]
+    assert "no entry" in translate.problems(course)[0][1]
+    assert translate.update(course) == {"new": 1, "fuzzy": 0, "obsolete": 1}
+    assert translate.problems(course) == [("01_demo/a3", "not translated yet")]
+    assert [e.msgstr for e in translate.load(course) if e.obsolete] == ["接着调用 `train(model)`。"]
+    translate.update(course)  # and stays there
+    assert [e.msgstr for e in translate.load(course) if e.obsolete] == ["接着调用 `train(model)`。"]
+
+
+def test_a_moved_cell_with_a_new_id_keeps_its_translation(course):
+    data = json.loads(course.read_text(encoding="utf-8"))
+    data["cells"][2]["id"] = "zz"
+    course.write_text(json.dumps(data), encoding="utf-8")
+    translate.update(course)
+    assert translate.problems(course) == []
+
+
+def test_a_translation_that_changes_a_formula_or_code_span_is_reported(course):
+    set_translations(course, {"01_demo/a1": "# 演示\n\n损失是 $L = \\log p_y$。"})
+    (context, what), = translate.problems(course)
+    assert context == "01_demo/a1" and "$L = -\\log p_y$" in what
+
+
+def test_rebuilding_keeps_the_outputs_of_unchanged_code_and_drops_those_of_changed_code(course):
+    translate.build(course)
+    target = course.parent / "zh" / course.name
+    built = json.loads(target.read_text(encoding="utf-8"))
+    for c in built["cells"]:
+        if c["cell_type"] == "code":
+            c["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "3.0\n"}]
+            c["execution_count"] = 1
+    target.write_text(json.dumps(built), encoding="utf-8")
+    data = json.loads(course.read_text(encoding="utf-8"))
+    data["cells"][3]["source"] = "print(x.mean())"
+    course.write_text(json.dumps(data), encoding="utf-8")
+    translate.build(course)
+    rebuilt = json.loads(target.read_text(encoding="utf-8"))["cells"]
+    assert rebuilt[1]["outputs"] and rebuilt[1]["execution_count"] == 1
+    assert rebuilt[3]["outputs"] == [] and rebuilt[3]["execution_count"] is None
+
+
+def test_a_markdown_cell_without_id_and_a_file_that_is_no_notebook_get_clear_errors(course, tmp_path):
+    bad = write_notebook(tmp_path / "02_bad.ipynb", [{"cell_type": "markdown", "metadata": {}, "source": "x"}])
+    with pytest.raises(ValueError, match="markdown cell 0 has no id"):
+        translate.markdown_cells(bad)
+    (tmp_path / "03_junk.ipynb").write_text("not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="03_junk.ipynb cannot be read as a notebook"):
+        translate.markdown_cells(tmp_path / "03_junk.ipynb")
+    broken = translate.catalog_path(course)
+    broken.write_bytes(b'msgid "a"\nmsgstr "b\n')
+    with pytest.raises(ValueError, match=r"01_demo.po, line 2: expected a quoted string"):
+        translate.problems(course)
+
+
+def test_check_command_exits_1_and_names_the_cell(course, capsys):
+    edit_markdown(course, "a1", "# Demo, edited")
+    assert translate.main(["check"]) == 1
+    assert "01_demo/a1" in capsys.readouterr().out
+    assert translate.main(["frobnicate"]) == 2
+    assert translate.main(["check", str(course.parent / "nope.ipynb")]) == 2
+
+
+# The real course --------------------------------------------------------------------------------
+
+ENGLISH = translate.english_notebooks()
+
+
+@pytest.mark.parametrize("notebook", ENGLISH, ids=lambda p: p.stem)
+def test_every_markdown_cell_has_an_up_to_date_translation(notebook):
+    found = translate.problems(notebook)
+    assert not found, (f"{len(found)} markdown cells of notebooks/{notebook.name} lack an up-to-date Chinese "
+                       f"translation: run make zh, translate the entries of "
+                       f"{translate.shown(translate.catalog_path(notebook))} (msgctxt below), remove their "
+                       f"fuzzy marks, run make zh again:\n" + "\n".join(f"  {c}: {w}" for c, w in found))
+
+
+@pytest.mark.parametrize("notebook", ENGLISH, ids=lambda p: p.stem)
+def test_the_chinese_notebook_has_the_english_code_and_the_catalogs_text(notebook, tmp_path, monkeypatch):
+    chinese = translate.EDITION_DIR / notebook.name
+    assert chinese.is_file(), f"{translate.shown(chinese)} is missing: run make zh"
+    en = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    zh = json.loads(chinese.read_text(encoding="utf-8"))["cells"]
+    assert [(c["cell_type"], c.get("id")) for c in zh] == [(c["cell_type"], c.get("id")) for c in en], (
+        f"{translate.shown(chinese)} does not have the cells of notebooks/{notebook.name}: run make zh")
+    code_en = [translate.source(c) for c in en if c["cell_type"] == "code"]
+    code_zh = [translate.source(c) for c in zh if c["cell_type"] == "code"]
+    assert code_zh[0].startswith(translate.LANGUAGE_LINE), "the first code cell should set the language first"
+    code_zh[0] = code_zh[0][len(translate.LANGUAGE_LINE):]
+    differ = [i for i, (a, b) in enumerate(zip(code_en, code_zh)) if a != b]
+    assert not differ, (f"code cells {differ} of {translate.shown(chinese)} differ from the English ones "
+                        f"(beyond the language line): run make zh")
+    monkeypatch.setattr(translate, "EDITION_DIR", tmp_path)  # what make zh would write now
+    translate.build(notebook)
+    fresh = json.loads((tmp_path / notebook.name).read_text(encoding="utf-8"))["cells"]
+    stale = [c["id"] for c, f in zip(zh, fresh) if c["cell_type"] == "markdown" and c["source"] != f["source"]]
+    assert not stale, f"the markdown of cells {stale} is not what the catalog says: run make zh"
+

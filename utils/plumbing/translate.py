@@ -1,0 +1,233 @@
+"""The Chinese edition of the notebooks, written from the English ones and a translation catalog each.
+
+The English notebooks are the source. Each markdown cell has one entry in a gettext catalog,
+locale/zh_CN/notebooks/<notebook>.po, keyed by msgctxt "<notebook>/<cell id>", with the cell's
+English text as msgid and its Chinese as msgstr. Editing an English cell changes its msgid, so
+the old translation no longer answers it: `update` keeps it, marked fuzzy, with the English it
+was made from (#| msgid), for the translator to compare; `check` (and the tests) fail until
+someone translates the new text and removes the mark.
+
+    python -m utils.plumbing.translate update   # catalogs follow the English notebooks (make zh)
+    python -m utils.plumbing.translate build    # notebooks/zh/ from the English + catalogs (make zh)
+    python -m utils.plumbing.translate check    # list what is missing or out of date; exit 1 if any
+
+The Chinese notebook has the English code cells, unchanged but for LANGUAGE_LINE put before the
+first one, which makes the code speak Chinese (utils.plumbing.language). A code cell whose source
+did not change keeps the outputs the last `make run-zh` stored in notebooks/zh/, so rebuilding the
+text does not throw away the Chinese figures.
+"""
+import copy
+import json
+import re
+import sys
+from datetime import datetime, timezone
+
+from utils.plumbing import po
+from utils.plumbing.files import atomic_write
+from utils.plumbing.language import LOCALE_DIR, LOCALES, read_catalog
+from utils.plumbing.paths import ROOT
+
+NOTEBOOK_DIR = ROOT / "notebooks"
+LANG = "zh"
+EDITION_DIR = NOTEBOOK_DIR / LANG
+CATALOG_DIR = LOCALE_DIR / LOCALES[LANG] / "notebooks"
+LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计算出的句子、图中文字和检查信息都用中文'
+                 '（英文版没有这一行）\n\n')
+# What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
+SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
+
+
+def english_notebooks():
+    """notebooks/NN_*.ipynb, the English edition, in order."""
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def read_notebook(path):
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} cannot be read as a notebook (JSON, UTF-8): {e}") from e
+    if not isinstance(nb.get("cells"), list):
+        raise ValueError(f"{path} is not a Jupyter notebook: expected a JSON object with a list of cells")
+    return nb
+
+
+def source(cell):
+    text = cell.get("source", "")
+    return "".join(text) if isinstance(text, list) else text
+
+
+def shown(path):
+    """path relative to the project, for messages (absolute if outside it)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def catalog_path(notebook):
+    """locale/zh_CN/notebooks/01_data_preparation.po for notebooks/01_data_preparation.ipynb."""
+    return CATALOG_DIR / f"{notebook.stem}.po"
+
+
+def markdown_cells(notebook):
+    """[(msgctxt, English text)] of the notebook's markdown cells, in order."""
+    out = []
+    for i, cell in enumerate(read_notebook(notebook)["cells"]):
+        if cell.get("cell_type") == "markdown":
+            if not cell.get("id"):
+                raise ValueError(f"{notebook}: markdown cell {i} has no id; the catalog keys entries by cell id "
+                                 f"(nbformat 4.5). Open and save the notebook in JupyterLab to give it ids")
+            out.append((f"{notebook.stem}/{cell['id']}", source(cell)))
+    return out
+
+
+def load(notebook):
+    """The notebook's catalog as [header, entries...], or a new one with only its header."""
+    path = catalog_path(notebook)
+    if path.is_file():
+        return read_catalog(path)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M+0000")
+    header = (f"Project-Id-Version: nn-from-scratch\nPOT-Creation-Date: {now}\nLanguage: {LOCALES[LANG]}\n"
+              "MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n")
+    return [po.Entry("", header, comments=[f"The Chinese of notebooks/{notebook.name}, one entry per markdown cell."])]
+
+
+def save(entries, path):
+    po.write(path, entries)
+
+
+def update(notebook):
+    """Make the catalog follow the English notebook; returns {"new": n, "fuzzy": n, "obsolete": n}.
+
+    A changed English cell keeps its old translation marked fuzzy, with the old English as the
+    previous msgid. A cell whose id changed but whose English did not keeps its translation. The
+    entries of deleted cells move to the end of the file as obsolete (#~), not lost.
+    """
+    old = load(notebook)
+    header = [e for e in old if not e.msgid and e.context is None][:1]
+    live = {e.context: e for e in old if e.msgid and not e.obsolete}
+    by_english = {e.msgid: e for e in old if e.msgid and e.msgstr and not e.fuzzy}
+    entries, counts = [], {"new": 0, "fuzzy": 0, "obsolete": 0}
+    for context, english in markdown_cells(notebook):
+        before = live.pop(context, None)
+        if before is not None and before.msgid == english and not before.obsolete:
+            entries.append(before)
+        elif before is not None:
+            previous = before.previous if before.fuzzy and before.previous is not None else before.msgid
+            entries.append(po.Entry(english, before.msgstr, context, {"fuzzy"}, previous))
+            counts["fuzzy"] += 1
+        elif english in by_english:
+            entries.append(po.Entry(english, by_english[english].msgstr, context))
+        else:
+            entries.append(po.Entry(english, "", context))
+            counts["new"] += 1
+    kept = [e for e in old if e.obsolete and e.msgstr]  # obsolete before this update
+    gone = [e for e in live.values() if e.msgstr]       # obsolete from now on (untranslated ones just go)
+    for e in gone:
+        e.obsolete = True
+    counts["obsolete"] = len(live)
+    save(header + entries + gone + kept, catalog_path(notebook))
+    return counts
+
+
+def problems(notebook):
+    """[(msgctxt, what is wrong)] for the notebook's markdown cells: no entry, no translation, fuzzy or
+    stale entries, and translations that changed a $math$ or `code` span of the English."""
+    path = catalog_path(notebook)
+    entries = {e.context: e for e in read_catalog(path) if e.msgid and not e.obsolete} if path.is_file() else {}
+    found = []
+    for context, english in markdown_cells(notebook):
+        m = entries.get(context)
+        if m is None:
+            found.append((context, f"no entry in {shown(path)} (run make zh, then translate it)"))
+        elif m.msgid != english:
+            found.append((context, "the English cell changed since the catalog was updated (run make zh)"))
+        elif not m.msgstr:
+            found.append((context, "not translated yet"))
+        elif m.fuzzy:
+            found.append((context, "fuzzy: the English changed since it was translated; compare with #| msgid"))
+        elif sorted(SPANS.findall(m.msgstr)) != sorted(SPANS.findall(english)):
+            lost = sorted(set(SPANS.findall(english)) - set(SPANS.findall(m.msgstr)))
+            found.append((context, "the translation changed math or code spans of the English: " + ", ".join(lost[:3])))
+    return found
+
+
+def translated(notebook):
+    """{msgctxt: Chinese} of the entries that are up to date (problems lists the others)."""
+    path = catalog_path(notebook)
+    if not path.is_file():
+        return {}
+    bad = {context for context, _ in problems(notebook)}
+    return {e.context: e.msgstr for e in read_catalog(path) if e.msgid and not e.obsolete and e.context not in bad}
+
+
+def build(notebook):
+    """Write notebooks/zh/<name>: English code cells, Chinese markdown; returns the contexts left in English."""
+    nb = read_notebook(notebook)
+    target = EDITION_DIR / notebook.name
+    previous = read_notebook(target) if target.is_file() else {"cells": [], "metadata": {}}
+    stored = {c.get("id"): c for c in previous["cells"] if c.get("cell_type") == "code"}
+    chinese = translated(notebook)
+    left_in_english = []
+    out = copy.deepcopy(nb)
+    out["metadata"].pop("widgets", None)  # the English outputs' widget state; the stored Chinese one is kept below
+    code = [c for c in out["cells"] if c.get("cell_type") == "code"]
+    if not code:
+        raise ValueError(f"{notebook} has no code cell to set the language in")
+    code[0]["source"] = LANGUAGE_LINE + source(code[0])
+    for cell in out["cells"]:
+        if cell.get("cell_type") == "markdown":
+            context = f"{notebook.stem}/{cell['id']}"
+            if context in chinese:
+                cell["source"] = chinese[context]
+            else:
+                cell["source"] = source(cell)
+                left_in_english.append(context)
+        elif cell.get("cell_type") == "code":
+            cell["source"] = source(cell)
+            before = stored.get(cell.get("id"))
+            if before is not None and source(before) == cell["source"]:
+                cell["outputs"], cell["execution_count"] = before.get("outputs", []), before.get("execution_count")
+            else:
+                cell["outputs"], cell["execution_count"] = [], None
+    if "widgets" in previous["metadata"]:
+        out["metadata"]["widgets"] = previous["metadata"]["widgets"]
+    text = json.dumps(out, indent=1, ensure_ascii=False, sort_keys=True) + "\n"  # as nbformat writes it
+    with atomic_write(target, "wb") as f:
+        f.write(text.encode("utf-8"))
+    return left_in_english
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 1 or args[0] not in ("update", "build", "check"):
+        print("usage: python -m utils.plumbing.translate {update|build|check} [notebooks/NN_name.ipynb ...]",
+              file=sys.stderr)
+        return 2
+    notebooks = [ROOT / a for a in args[1:]] or english_notebooks()  # ROOT / "/abs/path" is /abs/path
+    missing = [str(n) for n in notebooks if not n.is_file()]
+    if missing:
+        print(f"no such notebook: {', '.join(missing)} (expected English notebooks, e.g. notebooks/01_*.ipynb)",
+              file=sys.stderr)
+        return 2
+    failed = 0
+    for notebook in notebooks:
+        name = notebook.name
+        if args[0] == "update":
+            counts = update(notebook)
+            print(f"{shown(catalog_path(notebook))}: {counts['new']} new, {counts['fuzzy']} changed "
+                  f"(fuzzy), {counts['obsolete']} obsolete")
+        elif args[0] == "build":
+            left = build(notebook)
+            print(f"{shown(EDITION_DIR / name)}" + (f": {len(left)} markdown cells left in English (make zh-check "
+                                                 f"lists them)" if left else ""))
+        else:
+            found = problems(notebook)
+            failed += len(found)
+            for context, what in found:
+                print(f"{context}: {what}")
+    if args[0] == "check":
+        print(f"{failed} markdown cells need a translation" if failed else "every markdown cell is translated")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
