@@ -85,7 +85,9 @@ def check_calls(source, where):
                 visit(s.body)
             elif any(is_check(n) for n in ast.walk(s)):
                 name = next(n.func.id for n in ast.walk(s) if is_check(n))
-                raise ValueError(f"{where}: {name} is called inside {type(s).__name__.lower()} (line {s.lineno}); "
+                inside = {"For": "a for loop", "While": "a while loop", "If": "an if", "Try": "a try block",
+                          "FunctionDef": "a function", "ClassDef": "a class"}.get(type(s).__name__, "an expression")
+                raise ValueError(f"{where}: {name} is called inside {inside} (line {s.lineno}); "
                                  "the grader evaluates check calls written as statements of their own, one per line")
     visit(tree.body)
     return calls
