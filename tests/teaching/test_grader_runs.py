@@ -2,7 +2,7 @@
 
 Two runs, one kernel per notebook: five ordinary notebooks (complete, partial, a planted bug per
 part, corrupt, an endless loop), then the hostile ones (a FIFO, os._exit, forged verdicts, a cell
-that deletes files, a memory hog, a loop that ignores the interrupt). Each row's words are checked.
+that deletes files, a check that loops, a memory hog, a loop that ignores the interrupt). Each row's words are checked.
 """
 import contextlib
 import csv
@@ -54,7 +54,7 @@ def grade_folder(tmp_path_factory, notebooks, *options):
 LOOP = student(ANSWERS | {"l2": "while True:\n    pass"})
 FIVE = {
     "complete": student(ANSWERS),
-    "partial": student({"relu": ANSWERS["relu"]}),
+    "partial": student({"relu": ANSWERS["relu"], "momentum": 'raise NotImplementedError("sgd_momentum")'}),
     "buggy": student({part: source for part, (source, _) in BUGS.items()}),
     "corrupt": lambda p: p.write_text('{"cells": [{"cell_type": "code", "source": "x = 1'),
     "loops": LOOP,
@@ -65,7 +65,7 @@ FIVE_ROWS = [  # (student, part, verdict, words of the message)
     ("complete", "momentum", "correct", "relative error"),
     ("partial", "relu", "correct", "relative error"),
     ("partial", "l2", "not implemented", "write l2_regularization"),
-    ("partial", "momentum", "not implemented", "write sgd_momentum"),
+    ("partial", "momentum", "not implemented", "sgd_momentum is not defined"),  # a blank raising at the top
     ("buggy", "relu", "wrong", BUGS["relu"][1]),
     ("buggy", "l2", "wrong", BUGS["l2"][1]),
     ("buggy", "momentum", "wrong", BUGS["momentum"][1]),
@@ -110,12 +110,14 @@ FORGER = student({"momentum": BUGS["momentum"][0]}, after={"relu": [
     "training.compare = lambda *a, **k: 0.0",
     "def check_l2(*a, **k):\n    print('correct: relative error 0e+00')",
 ]})
-DELETER = student({"relu": ANSWERS["relu"]}, after={"relu": [
+DELETER = student({"relu": ANSWERS["relu"], "momentum": "def sgd_momentum(w, dw, v, lr, momentum)\n    return w, v"},
+                  after={"relu": [
     "import os\nfor name in os.listdir('.'):\n    os.remove(name)\nopen('keep.txt', 'w').write('overwritten')\n"
     "open('grades.csv', 'w').write('forged')",
     "import os\nos.remove('complete.ipynb')",
 ]})
-HOG = student({"relu": ANSWERS["relu"], "l2": "import numpy as np\nbig = np.ones(2 ** 29)  # 4 GiB"})
+HOG = student({"relu": ANSWERS["relu"].replace("return np.maximum", "while True:\n            pass\n        return np.maximum"),
+               "l2": "import numpy as np\nbig = np.ones(2 ** 29)  # 4 GiB"})
 STUBBORN = student({"relu": ANSWERS["relu"], "l2": (
     "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n    except KeyboardInterrupt:\n        pass")})
 HOSTILE = {"complete": student(ANSWERS), "fifo": os.mkfifo, "exits": EXITS, "forger": FORGER, "deleter": DELETER,
@@ -131,6 +133,8 @@ HOSTILE_ROWS = [
     ("forger", "momentum", "wrong", BUGS["momentum"][1]),
     ("deleter", "relu", "correct", "relative error"),
     ("deleter", "l2", "not implemented", "write l2_regularization"),
+    ("deleter", "momentum", "error", f"cell {cell(DELETER, 'momentum')} raised SyntaxError"),
+    ("hog", "relu", "error", f"check_layer(ReLU) exceeded the time limit of {TIMEOUT} s"),  # the check ran a loop
     ("hog", "l2", "error", f"cell {cell(HOG, 'l2')} ran out of memory (the limit is {MEMORY_MB} MB)"),
     ("hog", "momentum", "not implemented", "write sgd_momentum"),  # a MemoryError leaves the kernel alive
     ("stubborn", "l2", "error", f"cell {cell(STUBBORN, 'l2')} exceeded the time limit of {TIMEOUT} s and did not "
@@ -161,5 +165,5 @@ def test_nothing_beside_the_notebooks_was_deleted_or_written(hostile):
     assert (folder / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in folder.iterdir()) == sorted([f"{name}.ipynb" for name in HOSTILE] + ["keep.txt"])
     assert code == 1 and "6 of 7 notebooks graded" in printed  # the FIFO could not be
-    assert seconds < 6 * 15 + 2 * TIMEOUT + 10
+    assert seconds < 6 * 15 + 3 * TIMEOUT + 10
 

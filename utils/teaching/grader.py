@@ -110,46 +110,58 @@ class NotebookRun:
         return self.verdicts, self.notes[NOTEBOOK]
 
     def cell(self, n, cell, owner):
+        """Run cell number n; note what went wrong (for owner, the part whose cells these are)."""
         outcome = self.box.run(cell.source, self.timeout)
-        notes = self.notes[owner or NOTEBOOK]
+        note = None
         if outcome.status == "timeout":
-            notes.append(f"cell {n} exceeded the time limit of {self.timeout:g} s"
-                         + ("" if self.box.alive else " and did not stop when interrupted; the kernel was stopped"))
+            note = f"cell {n} exceeded the time limit of {self.timeout:g} s" + (
+                "" if self.box.alive else " and did not stop when interrupted; the kernel was stopped")
         elif outcome.status == "died":
-            notes.append(f"the kernel died in cell {n}")
+            note = f"the kernel died in cell {n}"
         elif outcome.ename in ("MemoryError", "_ArrayMemoryError"):
-            notes.append(f"cell {n} ran out of memory (the limit is {self.box.memory_mb} MB)")
-        elif outcome.status == "error" and "exercise" in cell.get("metadata", {}):
-            notes.append(f"cell {n} raised {outcome.ename}: {outcome.evalue}")
+            note = f"cell {n} ran out of memory (the limit is {self.box.memory_mb} MB)"
+        elif outcome.status == "error" and "exercise" in cell.get("metadata", {}) and \
+                outcome.ename != "NotImplementedError":  # a blank that runs at the top of its cell: still empty
+            note = f"cell {n} raised {outcome.ename}: {outcome.evalue}"
+        if note:
+            self.notes[owner or NOTEBOOK].append(note)
         if not self.box.alive and self.dead is None:
-            self.dead = notes[-1] if notes else f"the kernel died in cell {n}"
+            self.dead = note or f"the kernel died after cell {n}"
 
     def grade(self, part):
-        if self.dead is not None:
-            self.verdicts[part] = ("error", self.dead if self.dead in self.notes[part] else f"not graded: {self.dead}")
-            return
-        nonce = secrets.token_hex(16)
+        """The verdict of part: each of its check calls run by the grader, one call per cell and time limit."""
+        results = [self.check(call, part) if self.dead is None else
+                   ["error", self.dead if self.dead in self.notes[part] else f"not graded: {self.dead}"]
+                   for call in self.parts[part]]
+        verdict, message = combine(results)
+        notes = self.notes[part]
+        if notes and verdict != "correct":
+            verdict, message = "error", "; ".join(dict.fromkeys([*notes, message] if message else notes))
+        elif notes:
+            message += f" (but {'; '.join(notes)})"
+        self.verdicts[part] = (verdict, message)
+
+    def check(self, call, part):
+        """[verdict, message] of one check call, evaluated in the kernel by utils/teaching/verdict.py."""
+        nonce = secrets.token_hex(16)  # chosen now: no cell that ran before can know it
         code = ("__import__('sys').modules.pop('utils.teaching.verdict', None); "
-                f"__import__('utils.teaching.verdict', fromlist=['report']).report(globals(), "
-                f"{self.parts[part]!r}, {nonce!r})")
+                "__import__('utils.teaching.verdict', fromlist=['report']).report("
+                f"__import__('builtins').globals(), {[call]!r}, {nonce!r})")
         outcome = self.box.run(code, self.timeout)
         sent = [d for d in outcome.data if isinstance(d, dict) and d.get("nonce") == nonce]
         if outcome.status == "ok" and len(sent) == 1 and _well_formed(sent[0].get("results")):
-            verdict, message = combine(sent[0]["results"])
+            result = list(combine(sent[0]["results"]))
         elif outcome.status == "timeout":
-            verdict, message = "error", f"its check exceeded the time limit of {self.timeout:g} s (a loop?)"
+            result = ["error", f"{call} exceeded the time limit of {self.timeout:g} s (a loop in the code it runs?)"]
         elif outcome.status == "died":
-            verdict, message = "error", "the kernel died while its check ran the student's code"
+            result = ["error", f"the kernel died while {call} ran the student's code"]
         elif outcome.status == "error":
-            verdict, message = "error", f"the grader's check raised {outcome.ename}: {outcome.evalue}"
+            result = ["error", f"the grader's check raised {outcome.ename}: {outcome.evalue}"]
         else:
-            verdict, message = "error", "the grader's check sent no verdict (display or sys.modules changed?)"
+            result = ["error", "the grader's check sent no verdict (display or sys.modules changed?)"]
         if not self.box.alive and self.dead is None:
             self.dead = f"the kernel died while checking {part}"
-        notes = self.notes[part]
-        if notes and verdict != "correct":
-            verdict, message = "error", "; ".join([*notes, message] if message else notes)
-        self.verdicts[part] = (verdict, message)
+        return result
 
 
 def _well_formed(results):
@@ -170,6 +182,8 @@ def grade_notebook(path, parts, student, timeout=120, memory_mb=4096, solutions=
             verdicts, notes = NotebookRun(box, nb, parts, timeout).go()
     except SandboxError as e:
         return [Row(student, NOTEBOOK, "error", str(e))], False
+    except Exception as e:  # the kernel's client failed in a way not foreseen: the other notebooks still get graded
+        return [Row(student, NOTEBOOK, "error", f"grading stopped: {type(e).__name__}: {e}")], False
     rows = [Row(student, NOTEBOOK, "error", note) for note in notes]
     return rows + [Row(student, part, *verdicts[part]) for part in parts], True
 

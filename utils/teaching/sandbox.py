@@ -6,7 +6,10 @@ The grader (utils/teaching/grader.py) runs a student's notebook cell by cell in 
     with Sandbox(memory_mb=4096) as box:
         outcome = box.run("x = 1 + 1", timeout=120)   # Outcome(status="ok", ...)
 
-- The kernel is the one the student used (ipykernel): magics, display() and inline figures work.
+- The kernel is the one the student used (ipykernel): magics, display() and inline figures work
+  as they did for the student, which a plain `python` subprocess exec'ing the cells would not
+  give; the kernel protocol also gives what the grader needs: an interrupt (SIGINT to the
+  kernel's process group), liveness, and a channel for the grader's verdicts (display data).
 - Its working directory is a new temporary folder, removed afterwards: a relative path in a cell
   (open("results.csv", "w"), os.remove("notes.txt")) lands there, never beside the notebook or in
   the teacher's folder. IPython's own files (history, profile) go to the same temporary place.
@@ -104,18 +107,18 @@ class Sandbox:
 
     def start(self):
         self.km = _LimitedKernelManager(kernel_name="python3", memory_mb=self.memory_mb)
-        log = open(self.root / "kernel.log", "wb")  # noqa: SIM115 (the kernel writes it until it ends)
+        log = open(self.root / "kernel.log", "wb")  # the kernel's stdout and stderr; it keeps its own descriptor
         try:
             self.km.start_kernel(cwd=str(self.folder), env=kernel_env(self.folder), stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=subprocess.STDOUT)
             self.kc = self.km.client()
             self.kc.start_channels()
             self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        except RuntimeError as e:
+        except (RuntimeError, OSError) as e:
             tail = (self.root / "kernel.log").read_bytes()[-500:].decode(errors="replace").strip()
             raise SandboxError(f"the kernel did not start ({e}){': ' + tail if tail else ''}") from None
         finally:
-            log.close()  # the kernel holds its own copy of the descriptor
+            log.close()
 
     @property
     def alive(self):
@@ -128,8 +131,12 @@ class Sandbox:
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
         outcome = self._wait(msg_id, time.monotonic() + timeout)
         if outcome is None:  # over time: interrupt, as the stop button does, then kill if that is ignored
-            self.km.interrupt_kernel()
-            if self._wait(msg_id, time.monotonic() + GRACE) is None:
+            try:
+                self.km.interrupt_kernel()
+                stopped = self._wait(msg_id, time.monotonic() + GRACE)
+            except (RuntimeError, OSError):  # it ended meanwhile
+                stopped = None
+            if stopped is None or stopped.status == "died":
                 self.kill()
             return Outcome("timeout", "", "", [])
         return outcome
