@@ -111,14 +111,20 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
 def test_an_empty_folder_is_a_row_and_bad_options_are_one_line_errors(tmp_path, no_kernel):
     (tmp_path / "empty").mkdir()
     reference = write(handed_out(), tmp_path / "reference.ipynb")
+    looped = handed_out()
+    looped.cells[3].source = "for layer in (ReLU,):\n    check_layer(layer)"
+    write(looped, tmp_path / "looped.ipynb")
     code, printed = grade([str(tmp_path / "empty"), "--reference", str(reference)])
     assert code == 1 and "no notebooks (*.ipynb) in this folder" in printed
     for options, words in [(["--timeout-cell", "0"], "--timeout-cell must be a number of seconds > 0"),
                            (["--memory-mb", "100"], "--memory-mb must be an integer >= 256, got 100"),
                            (["--csv", str(tmp_path)], "a folder; expected the name of a CSV file"),
                            (["--reference", str(tmp_path / "none.ipynb")], "--reference: "),
+                           (["--reference", str(tmp_path / "looped.ipynb")],
+                            "looped.ipynb: cell 4: check_layer is called inside a for loop (line 1)"),
                            ([], "")]:
-        argv = [str(tmp_path / "empty"), "--reference", str(reference), *options]
+        argv = [str(tmp_path / "empty"), *(["--reference", str(reference)] if "--reference" not in options else []),
+                *options]
         code, printed = grade(argv)
         assert code == 1 and words in printed and "Traceback" not in printed, printed
 

@@ -72,7 +72,7 @@ def check_calls(source, where):
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
-        raise ValueError(f"{where}: the reference notebook's cell does not parse ({e.msg}, line {e.lineno})") from None
+        raise ValueError(f"{where}: the cell does not parse ({e.msg}, line {e.lineno})") from None
     is_check = lambda node: (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                              and node.func.id.startswith("check_"))
     calls = []
@@ -100,10 +100,10 @@ def reference_parts(nb):
         name = cell.get("metadata", {}).get("exercise")
         if isinstance(name, str):
             if name in parts:
-                raise ValueError(f"reference notebook, cell {i}: a second exercise cell named {name!r}")
+                raise ValueError(f"cell {i}: a second exercise cell named {name!r}")
             current, parts[name] = name, []
         elif cell.cell_type == "code" and current is not None:
-            parts[current] += check_calls(cell.source, f"reference notebook, cell {i}")
+            parts[current] += check_calls(cell.source, f"cell {i}")
     return {name: calls for name, calls in parts.items() if calls}
 
 

@@ -13,11 +13,14 @@ as soon as the handed-out notebook has it: nothing to register here.
 
 The verdict comes from the checks themselves, never from printed text. The student's cells
 run as they are; after the cells of each exercise (before the next exercise cell, or at the
-end), the grader sends the kernel a call of its own: utils/teaching/verdict.py, imported afresh,
-evaluates the reference's check calls on the student's definitions with the checks of
-utils/teaching/checks*.py, also imported afresh, and returns each verdict (correct / wrong /
-not implemented / error) through display() under its own MIME type and a nonce chosen for that
-call. A cell that prints "correct: ..." or replaces check_layer by print scores nothing.
+end), the grader sends the kernel one cell of its own per check call (each under the time
+limit): utils/teaching/verdict.py, imported afresh, evaluates the reference's call (e.g.
+check_layer(Linear)) on the student's definitions with the check of utils/teaching/checks*.py,
+also imported afresh, and returns its verdict (correct / wrong / not implemented / error)
+through display() under its own MIME type and a nonce chosen for that cell. A cell that prints
+"correct: ..." or replaces check_layer by print scores nothing. A part whose cells hit a limit
+(time, memory) or raised in the exercise cell is an "error" saying so; after a kernel death,
+the parts not yet graded say "not graded" and why. Cells are counted from 1, markdown included.
 
 Threat model, honestly. This stops accidents and naive forgery: printing verdicts, redefining
 or patching the checks, editing the check cells, writing or deleting files by relative paths
@@ -25,9 +28,10 @@ or patching the checks, editing the check cells, writing or deleting files by re
 (MemoryError at the limit), a cell that kills its kernel (os._exit), output that floods the
 terminal. It does not stop a determined student with code execution: a cell can patch NumPy
 or the reference implementations the checks compare with, hook IPython to rewrite the grader's
-call, read or delete the teacher's files by absolute path, use the network, or start processes
-that escape the kernel's process group. Read the notebooks of surprising results; for hostile
-classes run the grader in a container or as a user that can read nothing else.
+call, read or delete the teacher's files by absolute path (or after os.chdir), read the
+environment variables the grader passes on, use the network, or start processes that escape
+the kernel's process group. Read the notebooks of surprising results; for hostile classes run
+the grader in a container or as a user that can read nothing else.
 
 Exit status: 0 when every notebook was graded (whatever its verdicts); 1 when one could not be
 (missing, not a regular file, not a notebook, or its kernel did not start: the table says why),
@@ -56,8 +60,6 @@ from utils.teaching.verdict import MIME, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "(notebook)"  # the part of a row about the whole notebook
-SEVERITY = ("correct", "not implemented", "wrong", "error")  # the worst verdict of a part's checks wins
-assert set(SEVERITY) == set(VERDICTS)
 
 Row = namedtuple("Row", "student part verdict message")
 
@@ -79,7 +81,7 @@ def grading_points(cells, parts):
 
 def combine(results):
     """One (verdict, message) for a part from the [verdict, message] of each of its check calls."""
-    worst = max((r[0] for r in results), key=SEVERITY.index)
+    worst = max((r[0] for r in results), key=VERDICTS.index)
     keep = [m for v, m in results if m and (v != "correct" or worst == "correct")]
     return worst, " | ".join(dict.fromkeys(keep))
 
@@ -233,7 +235,7 @@ def write_csv(rows, path):
 
 
 def summary(rows, graded):
-    counts = {v: sum(r.verdict == v for r in rows if r.part != NOTEBOOK) for v in SEVERITY}
+    counts = {v: sum(r.verdict == v for r in rows if r.part != NOTEBOOK) for v in VERDICTS}
     said = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     return f"{sum(graded)} of {len(graded)} notebooks graded; parts: {said or 'none'}"
 
@@ -243,16 +245,16 @@ def summary(rows, graded):
 def _main(argv=None):
     parser = cli.parser("python -m utils grade", __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1])
     parser.add_argument("paths", nargs="*", metavar="PATH", default=[str(ROOT / "notebooks" / "06_exercises.ipynb")],
-                        help="notebooks, or folders of notebooks (default: the handed-out notebook)")
+                        help="notebooks, or folders of notebooks (each *.ipynb in them)")
     parser.add_argument("--csv", metavar="OUT.csv", help="also write the table to this CSV file")
     parser.add_argument("--timeout-cell", type=float, default=120, metavar="S",
                         help="seconds each cell (and each part's checks) may run before it is interrupted")
     parser.add_argument("--memory-mb", type=int, default=4096, metavar="M",
                         help="the kernel's memory limit (address space) in MB; NumPy alone takes about 1000")
-    parser.add_argument("--reference", default=str(ROOT / "notebooks" / "06_exercises.ipynb"),
+    parser.add_argument("--reference", metavar="NOTEBOOK", default=str(ROOT / "notebooks" / "06_exercises.ipynb"),
                         help="the handed-out notebook: its exercise cells name the parts, its check calls grade them")
     parser.add_argument("--solutions", action="store_true",
-                        help="fill every blank from notebooks/solutions/<name>.py first (make solutions)")
+                        help="fill every blank from solutions/<name>.py beside each notebook first (make solutions)")
     args = parser.parse_args(argv)
     if not args.timeout_cell > 0:
         raise ValueError(f"--timeout-cell must be a number of seconds > 0, got {args.timeout_cell:g}")
@@ -263,6 +265,8 @@ def _main(argv=None):
         parts = reference_parts(read_notebook(args.reference))
     except NotebookError as e:
         raise ValueError(f"--reference: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"--reference {args.reference}: {e}") from None
     if not parts:
         raise ValueError(f"--reference {args.reference}: no exercise cell (metadata \"exercise\") followed by "
                          "check_*(...) calls; expected the handed-out exercises notebook")

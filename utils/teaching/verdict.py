@@ -27,7 +27,7 @@ from IPython.display import display
 import utils.teaching
 
 MIME = "application/x-nn-grade+json"
-VERDICTS = ("correct", "wrong", "not implemented", "error")  # from best to worst
+VERDICTS = ("correct", "not implemented", "wrong", "error")  # from best to worst: a part takes its worst
 MAX_PRINTED = 10_000  # characters of a check's printed output kept (the student's code prints too)
 
 
