@@ -25,10 +25,11 @@ def _pixels(fig, ax):
     return int(box.height), int(box.width)
 
 
-def plot_weight_heatmaps(model, class_names=CLASS_NAMES):
+def plot_weight_heatmaps(model, class_names=None):
     """Every Linear layer's weight matrix W (in x out) as a heatmap, centred on 0.
 
-    The last layer's output units are labelled with class_names (if there are as many). A matrix
+    The last layer's output units are labelled with class_names (if given and there are as many;
+    there is no default, so another data set's figure never carries Fashion-MNIST's names). A matrix
     with more rows or columns than its panel has pixels is averaged down to fit: the panel's
     title says so, since single rows cannot be told apart then.
     """
@@ -43,7 +44,7 @@ def plot_weight_heatmaps(model, class_names=CLASS_NAMES):
                        interpolation="antialiased" if min(W.shape) > 100 else "nearest")
         ax.set_title(f"layer {i}: W {W.shape[0]}x{W.shape[1]}")
         ax.set_ylabel("input unit")
-        if i == layers[-1][0] and W.shape[1] == len(class_names):
+        if class_names is not None and i == layers[-1][0] and W.shape[1] == len(class_names):
             ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=7)
             ax.set_xlabel("output unit (class)")
         else:
@@ -97,11 +98,12 @@ def plot_first_layer_templates(model, n=32, cols=8, image_shape=None):
     return fig
 
 
-def plot_weight_histograms(model, bins=100, class_names=CLASS_NAMES):
+def plot_weight_histograms(model, bins=100, class_names=None):
     """A histogram of the weights and one of the biases of every Linear layer.
 
     A bias of at most MAX_BARS values is drawn as one bar per unit instead (a histogram of 10
-    numbers says little), labelled with class_names for the last layer if there are as many.
+    numbers says little), labelled with class_names for the last layer if given and there are as
+    many (else by unit index).
     """
     layers = linear_layers(model)
     fig, axes = plt.subplots(2, len(layers), figsize=(4.2 * len(layers), 5.5), squeeze=False, layout="constrained")
@@ -114,7 +116,7 @@ def plot_weight_histograms(model, bins=100, class_names=CLASS_NAMES):
                 ax.bar(range(values.size), values, color="tab:orange")
                 ax.axhline(0, color="0.5", lw=0.8)
                 ax.set_ylabel("bias value")
-                if i == layers[-1][0] and values.size == len(class_names):
+                if class_names is not None and i == layers[-1][0] and values.size == len(class_names):
                     ax.set_xticks(range(values.size), class_names, rotation=90, fontsize=7)
                     ax.set_xlabel("output unit (class)")
                 else:
