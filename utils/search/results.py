@@ -137,8 +137,12 @@ def _searched_columns(results):
 
 
 def _diverged(row):
-    """Whether a results_table row is a trial that diverged or failed (no score to compare)."""
-    return row["state"] == "failed" or "diverg" in str(row.get("note") or "")
+    """Whether a results_table row is a trial that diverged or failed (no score to compare).
+
+    A pruned trial has a note only if it diverged (the note is why); a failed one always failed.
+    """
+    note = row.get("note")
+    return row["state"] == "failed" or (row["state"] == "pruned" and isinstance(note, str) and note.strip() != "")
 
 
 def plot_search_heatmaps(results, value="val_acc"):
