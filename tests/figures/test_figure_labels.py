@@ -184,7 +184,8 @@ def test_grey_images_and_class_means_use_one_convention_and_say_it():
     X, y = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), np.arange(40) % 10
     samples = plot_samples(X, y, per_class=2, rng=0)
     assert samples.axes[0].get_images()[0].get_cmap().name == "gray"  # black 0, white bright, as stored
-    assert "black = 0" in samples._suptitle.get_text()
+    assert "black = 0, white = 255" in samples._suptitle.get_text()
+    assert samples.axes[0].get_images()[0].get_clim() == (0, 255)  # the stored range, not each image's own
     means = plot_class_means(X, y)
     assert "dark: low pixel values, bright: high" in means._suptitle.get_text()
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from utils.core.datasets import CLASS_NAMES, DATASETS
 
-GREY_NOTE = "grey scale: black = 0, white = the brightest pixel"
+GREY_NOTE = "grey scale: black = 0, white = 255"  # uint8 images; other dtypes: each image from its min to max
 
 
 def grid_shape(n):
@@ -53,10 +53,13 @@ def as_images(X, image_shape=None):
 
 
 def show_image(ax, image, **kwargs):
-    """Draw one image from as_images on ax: grey from black (low) to white (high); colour as RGB, rescaled to [0, 1]
-    unless it is uint8 (standardised pixels have no fixed range). Ticks off; returns imshow's image."""
+    """Draw one image from as_images on ax: grey from black to white (uint8: 0 to 255, else the image's
+    min to max); colour as RGB, rescaled to [0, 1] unless it is uint8 (standardised pixels have no
+    fixed range). Ticks off; returns imshow's image."""
     ax.set_xticks([]), ax.set_yticks([])
     if image.ndim == 2:
+        if image.dtype == np.uint8:  # the stored range, not the image's own: a faint image stays faint
+            kwargs = {"vmin": 0, "vmax": 255, **kwargs}
         return ax.imshow(image, cmap="gray", **kwargs)
     if image.dtype != np.uint8:
         image = np.asarray(image, dtype=np.float32)
@@ -73,8 +76,9 @@ def plot_samples(X, y, per_class=8, rng=None, class_names=CLASS_NAMES, image_sha
         for ax, i in zip(row, rng.choice(np.flatnonzero(y == k), per_class, replace=False)):
             show_image(ax, images[i])
         row[0].set_ylabel(class_names[k], rotation=0, ha="right", va="center")
-    grey = images.ndim == 3
-    fig.suptitle(f"{per_class} random training images per class" + (f"\n({GREY_NOTE})" if grey else ""))
+    note = "" if images.ndim == 4 else f"\n({GREY_NOTE})" if images.dtype == np.uint8 else \
+        "\n(grey scale: black = each image's lowest value, white = its highest)"
+    fig.suptitle(f"{per_class} random training images per class{note}")
     return fig
 
 
