@@ -4,14 +4,14 @@
     python -m utils train       train the model an experiment config describes
     python -m utils search      run or resume the hyperparameter search a config describes
     python -m utils evaluate    test a trained model from its checkpoint: the assignment's test step
-    python -m utils grade       run an exercises notebook (or a folder of them) and read the verdicts
+    python -m utils grade       grade exercise notebooks (one, or a folder) into a table: part, verdict, bug
 
 `python -m utils COMMAND --help` shows a command's options and their defaults.
 """
 import importlib
 import sys
 
-# Each command's module is imported only when it runs: search needs Optuna, grade nbclient.
+# Each command's module is imported only when it runs: search needs Optuna, grade jupyter_client.
 COMMANDS = {"data": "utils.core.datasets", "train": "utils.commands.train", "search": "utils.search.run",
             "evaluate": "utils.commands.evaluate", "grade": "utils.teaching.grader"}
 

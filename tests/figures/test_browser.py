@@ -286,6 +286,9 @@ def test_train_panel_in_browser(notebooks, shots):
     panel.locator(".tp-lr_schedule select").select_option("step")
     page.wait_for_function("() => !document.querySelector('.tp-decay_factor .noUi-target').hasAttribute('disabled')",
                            timeout=30_000)
+    # Back to the config's schedule (cosine): the README's screenshot shows the run the config describes.
+    panel.locator(".tp-lr_schedule select").select_option("cosine")
+    panel.locator(".tp-decay_factor .noUi-target[disabled]").wait_for(timeout=30_000)
     # A slider moved in the browser reaches the kernel, which rewrites the status line.
     panel.locator(".tp-num_epochs .noUi-handle").focus()
     page.keyboard.press("ArrowLeft")

@@ -56,7 +56,7 @@ def test_live_curves_work_outside_a_notebook():
     history = pd.DataFrame({"epoch": [1], "train_loss": [1.0], "val_loss": [1.1],
                             "train_acc": [0.6], "val_acc": [0.55]})
     curves(history, model=None)
-    assert len(curves.axes[0].lines) == 2
+    assert len(curves.axes[0].lines) == 3  # training, validation and the best-epoch marker
 
 
 def test_activation_plot_skips_dropout_and_keeps_the_training_mode():
@@ -129,19 +129,6 @@ def test_per_class_table_matches_the_notebook_computation():
     assert list(table["recall"]) == sorted(table["recall"])  # worst first
     perfect = per_class_table([0, 1, 1], [0, 1, 1], ["a", "b", "c"], sort=False)
     assert perfect["most confused with"].tolist() == ["-", "-", "-"] and np.isnan(perfect.loc["c", "recall"])
-
-
-def test_dead_unit_axis_does_not_magnify_one_flickering_unit():
-    from types import SimpleNamespace
-
-    from utils.figures.training import plot_training_signals
-    monitor = SimpleNamespace(
-        ratios=pd.DataFrame({"layer": [0, 0], "epoch": [1, 2], "ratio": [1e-3, 1e-3]}),
-        activations=pd.DataFrame({"layer": [1, 1], "epoch": [1, 2], "kind": ["ReLU"] * 2,
-                                  "dead": [0.0, 0.004], "saturated": [0.1, 0.2]}))
-    fig = plot_training_signals(monitor)
-    assert fig.axes[1].get_ylim() == (0, 5)  # 0.4% of units dead: a small bump on a 0-5% axis
-    assert fig.axes[2].get_ylim()[1] == pytest.approx(22)
 
 
 def test_save_figure_reads_the_static_folder_when_called(tmp_path, monkeypatch):

@@ -279,10 +279,11 @@ def test_search_plots_keep_pruned_trials_off_the_colour_scale(small_grid):
     fig = plot_search_heatmaps(table)
     (panel,) = [ax for ax in fig.axes if ax.get_title().startswith("l2_lambda")]
     shown = panel.images[0].get_array()
-    assert shown.count() == 2  # the two complete cells are coloured, the pruned ones masked ...
-    assert len([p for p in panel.patches if p.get_hatch()]) == 2  # ... and hatched
+    assert shown.count() == 2  # the two complete cells are coloured, the diverged ones (lr=10) masked ...
+    assert not [p for p in panel.patches if p.get_hatch()]  # ... not hatched as if pruned ...
     texts = [t.get_text() for t in panel.texts]
-    assert sum("ep" in t for t in texts) == 2 and len(texts) == 4
+    assert texts.count("diverged") == 2 and len(texts) == 4  # ... but said in words, and in the title
+    assert "diverged" in fig._suptitle.get_text()
     fig = plot_search_curves(table, top=1)
     ax = fig.axes[0]
     assert len(ax.get_lines()) == 4 and len(ax.get_legend().get_texts()) == 1  # one coloured, three grey

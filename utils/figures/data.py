@@ -2,7 +2,9 @@
 
 Image shapes come from the data, never from a constant: pass image_shape (C, H, W), e.g.
 data["image_shape"], or let it be told from the array (N, C, H, W), (N, H, W), or flat rows of
-a known data set's size. Grey images are drawn with gray_r, colour ones (C = 3) as RGB.
+a known data set's size. Grey images are drawn as stored, black 0 to white (GREY_NOTE), the
+same way round as the class means' colour map (dark background, bright garment); colour ones
+(C = 3) as RGB.
 """
 import math
 
@@ -10,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from utils.core.datasets import CLASS_NAMES, DATASETS
+
+GREY_NOTE = "grey scale: black = 0, white = 255"  # uint8 images; other dtypes: each image from its min to max
 
 
 def grid_shape(n):
@@ -49,11 +53,14 @@ def as_images(X, image_shape=None):
 
 
 def show_image(ax, image, **kwargs):
-    """Draw one image from as_images on ax: grey on gray_r; colour as RGB, rescaled to [0, 1]
-    unless it is uint8 (standardised pixels have no fixed range). Ticks off; returns imshow's image."""
+    """Draw one image from as_images on ax: grey from black to white (uint8: 0 to 255, else the image's
+    min to max); colour as RGB, rescaled to [0, 1] unless it is uint8 (standardised pixels have no
+    fixed range). Ticks off; returns imshow's image."""
     ax.set_xticks([]), ax.set_yticks([])
     if image.ndim == 2:
-        return ax.imshow(image, cmap="gray_r", **kwargs)
+        if image.dtype == np.uint8:  # the stored range, not the image's own: a faint image stays faint
+            kwargs = {"vmin": 0, "vmax": 255, **kwargs}
+        return ax.imshow(image, cmap="gray", **kwargs)
     if image.dtype != np.uint8:
         image = np.asarray(image, dtype=np.float32)
         image = (image - image.min()) / max(float(image.max() - image.min()), 1e-8)
@@ -69,13 +76,15 @@ def plot_samples(X, y, per_class=8, rng=None, class_names=CLASS_NAMES, image_sha
         for ax, i in zip(row, rng.choice(np.flatnonzero(y == k), per_class, replace=False)):
             show_image(ax, images[i])
         row[0].set_ylabel(class_names[k], rotation=0, ha="right", va="center")
-    fig.suptitle(f"{per_class} random training images per class")
+    note = "" if images.ndim == 4 else f"\n({GREY_NOTE})" if images.dtype == np.uint8 else \
+        "\n(grey scale: black = each image's lowest value, white = its highest)"
+    fig.suptitle(f"{per_class} random training images per class{note}")
     return fig
 
 
 def plot_class_balance(splits, class_names=CLASS_NAMES):
     """Bars of the number of images per class for each split. splits: {name: labels (N,)}."""
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig, ax = plt.subplots(figsize=(10, 3.5), layout="constrained")
     width = 0.8 / len(splits)
     for j, (name, y) in enumerate(splits.items()):
         counts = np.bincount(y, minlength=len(class_names))
@@ -83,17 +92,32 @@ def plot_class_balance(splits, class_names=CLASS_NAMES):
     ax.set_xticks(range(len(class_names)), class_names, rotation=30)
     ax.set_ylabel("images")
     ax.set_title("Images per class")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="split")  # beside the bars, never over one
     return fig
 
 
-def plot_pixel_histograms(raw, standardized):
-    """Histograms of all pixel values before (uint8, 0..255) and after standardisation."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+def _sample(X, max_images, rng):
+    """X itself if it has at most max_images rows, else a random max_images of them (rows kept in order)."""
+    if len(X) <= max_images:
+        return X
+    return X[np.sort(rng.choice(len(X), max_images, replace=False))]
+
+
+def plot_pixel_histograms(raw, standardized, max_images=10000, rng=0):
+    """Histograms of all pixel values before (uint8, 0..255) and after standardisation.
+
+    raw, standardized: images or flat rows, any number each; each array with more than max_images
+    rows is drawn from a random sample of max_images of them (rng: a seed or np.random.Generator).
+    The panel titles say how many images each histogram counts, and whether they were sampled.
+    """
+    rng = np.random.default_rng(rng)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
     for ax, X, title, xlabel in ((axes[0], raw, "Raw pixels", "intensity (0..255)"),
                                  (axes[1], standardized, "Standardised pixels", "(x / 255 - mean) / std")):
-        ax.hist(np.asarray(X, dtype=np.float32).ravel(), bins=64, log=True)
-        ax.set_title(title)
+        shown = _sample(X, max_images, rng)
+        ax.hist(np.asarray(shown, dtype=np.float32).ravel(), bins=64, log=True)
+        which = f"{len(X):,} images" if len(shown) == len(X) else f"a random {len(shown):,} of {len(X):,} images"
+        ax.set_title(f"{title} ({which})")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("pixels (log scale)")
     return fig
@@ -120,5 +144,6 @@ def plot_class_means(X, y, class_names=CLASS_NAMES, image_shape=None):
         ax.set_title(class_names[k])
     if means.ndim == 3:
         fig.colorbar(im, ax=axes, shrink=0.8, label="mean pixel value")
-    fig.suptitle("Mean image per class")
+    fig.suptitle("Mean image per class" + (" (dark: low pixel values, bright: high, as in the samples)"
+                                            if means.ndim == 3 else ""))
     return fig

@@ -8,12 +8,31 @@ import numpy as np
 
 from module import Dropout
 from utils.core.datasets import CLASS_NAMES
-from utils.core.models import evaluating, linear_layers
+from utils.core.models import ACTIVATIONS, evaluating, linear_layers
 from utils.figures.data import as_images, grid_shape, image_shape_of, show_image
 
+ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
+# Inputs are standardised, so a weight's sign says what a pixel does relative to the mean image:
+# a background pixel is below the mean (negative), and a red weight on it lowers the output.
+TEMPLATE_NOTE = "red: the unit's output rises when this pixel is brighter than the mean image, blue: when it is darker"
+MAX_BARS = 32  # a bias with at most this many values is drawn value by value, not as a histogram
 
-def plot_weight_heatmaps(model):
-    """Every Linear layer's weight matrix W (in x out) as a heatmap, centred on 0."""
+
+def _pixels(fig, ax):
+    """(height, width) of ax in pixels of the saved figure (after the layout is done)."""
+    fig.draw_without_rendering()
+    box = ax.get_window_extent()
+    return int(box.height), int(box.width)
+
+
+def plot_weight_heatmaps(model, class_names=None):
+    """Every Linear layer's weight matrix W (in x out) as a heatmap, centred on 0.
+
+    The last layer's output units are labelled with class_names (if given and there are as many;
+    there is no default, so another data set's figure never carries Fashion-MNIST's names). A matrix
+    with more rows or columns than its panel has pixels is averaged down to fit: the panel's
+    title says so, since single rows cannot be told apart then.
+    """
     layers = linear_layers(model)
     fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 4), layout="constrained")
     for ax, (i, layer) in zip(np.atleast_1d(axes), layers):
@@ -24,9 +43,20 @@ def plot_weight_heatmaps(model):
         im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
                        interpolation="antialiased" if min(W.shape) > 100 else "nearest")
         ax.set_title(f"layer {i}: W {W.shape[0]}x{W.shape[1]}")
-        ax.set_xlabel("output unit")
         ax.set_ylabel("input unit")
-        fig.colorbar(im, ax=ax, shrink=0.8, extend="both")
+        if class_names is not None and i == layers[-1][0] and W.shape[1] == len(class_names):
+            ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=7)
+            ax.set_xlabel("output unit (class)")
+        else:
+            ax.set_xlabel("output unit")
+        fig.colorbar(im, ax=ax, shrink=0.8, extend="both", label="weight")
+    for ax, (i, layer) in zip(np.atleast_1d(axes), layers):
+        rows, cols = layer.params["W"].shape
+        height, width = _pixels(fig, ax)
+        squeezed = [f"{n} {what} on {px} px" for n, what, px in ((rows, "rows", height), (cols, "columns", width))
+                    if n > px]
+        if squeezed:  # more cells than pixels: neighbours are averaged, single rows cannot be told apart
+            ax.set_title(f"layer {i}: W {rows}x{cols}\ndownsampled: {', '.join(squeezed)}", fontsize=8)
     fig.suptitle("Weights of every Linear layer")
     return fig
 
@@ -35,9 +65,10 @@ def plot_first_layer_templates(model, n=32, cols=8, image_shape=None):
     """The first n columns of the first layer's W, each drawn as an image: what the unit looks for.
 
     image_shape: (C, H, W) of the inputs (default: told from W's number of rows, e.g. 784 ->
-    (1, 28, 28), 3072 -> (3, 32, 32)). Grey inputs give red/blue maps (excites/inhibits); colour
-    inputs give RGB images on one scale, grey where the weights are 0. A conv first layer is
-    drawn by plot_filters.
+    (1, 28, 28), 3072 -> (3, 32, 32)). Grey inputs give red/blue maps on one colour scale for all
+    units (red: the unit's output rises when the pixel is brighter than the mean image, since
+    the inputs are standardised); colour inputs give RGB images on one scale, grey where the
+    weights are 0. A conv first layer is drawn by plot_filters.
     """
     W = next(layer for layer in model.layers if hasattr(layer, "params") and "W" in layer.params).params["W"]
     if W.ndim == 4:
@@ -57,28 +88,44 @@ def plot_first_layer_templates(model, n=32, cols=8, image_shape=None):
                 ax.imshow(np.clip(0.5 + 0.5 * templates[j] / limit, 0, 1))
             ax.set_title(f"unit {j}", fontsize=8)
     if C != 3:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="weight (red: excites, blue: inhibits)")
+        fig.colorbar(im, ax=axes, shrink=0.6, label="weight (one scale for all units)")
         channels = f", {C} channels side by side" if C > 1 else ""
-        fig.suptitle(f"First-layer weights as {H}x{Wd} templates (units 0-{n - 1}{channels})")
+        fig.suptitle(f"First-layer weights as {H}x{Wd} templates (units 0-{n - 1}{channels})\n{TEMPLATE_NOTE}")
     else:
-        fig.suptitle(f"First-layer weights as {H}x{Wd} RGB templates (units 0-{n - 1}; "
-                     f"grey: 0, a colour: the colour that excites the unit)")
+        fig.suptitle(f"First-layer weights as {H}x{Wd} RGB templates (units 0-{n - 1}, one scale for all units)\n"
+                     "grey: weight 0; a colour: the unit's output rises where the pixel has more of that colour "
+                     "than the mean image")
     return fig
 
 
-def plot_weight_histograms(model, bins=100):
-    """A histogram of the weights and one of the biases of every Linear layer."""
+def plot_weight_histograms(model, bins=100, class_names=None):
+    """A histogram of the weights and one of the biases of every Linear layer.
+
+    A bias of at most MAX_BARS values is drawn as one bar per unit instead (a histogram of 10
+    numbers says little), labelled with class_names for the last layer if given and there are as
+    many (else by unit index).
+    """
     layers = linear_layers(model)
     fig, axes = plt.subplots(2, len(layers), figsize=(4.2 * len(layers), 5.5), squeeze=False, layout="constrained")
     for col, (i, layer) in enumerate(layers):
         for row, key in enumerate(("W", "b")):
             values = layer.params[key].ravel()
             ax = axes[row, col]
-            ax.hist(values, bins=bins if key == "W" else 30, color="tab:blue" if key == "W" else "tab:orange")
             ax.set_title(f"layer {i}: {key}  (mean {values.mean():+.3f}, std {values.std():.3f})", fontsize=9)
+            if key == "b" and values.size <= MAX_BARS:
+                ax.bar(range(values.size), values, color="tab:orange")
+                ax.axhline(0, color="0.5", lw=0.8)
+                ax.set_ylabel("bias value")
+                if class_names is not None and i == layers[-1][0] and values.size == len(class_names):
+                    ax.set_xticks(range(values.size), class_names, rotation=90, fontsize=7)
+                    ax.set_xlabel("output unit (class)")
+                else:
+                    ax.set_xlabel("unit")
+                continue
+            ax.hist(values, bins=bins if key == "W" else 30, color="tab:blue" if key == "W" else "tab:orange")
             ax.set_xlabel("value")
             ax.set_ylabel("count")
-    fig.suptitle("Weight and bias distributions")
+    fig.suptitle("Weights (histograms) and biases of every Linear layer")
     return fig
 
 
@@ -89,8 +136,10 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES, image_shape=None
     true labels for the row titles; image_shape: (C, H, W) of the inputs (default: told from X).
     One row per input: the image, then each layer's output (Linear: pre-activations, then the
     activation's output, ...). The outputs of the last Linear layer and after it (the logits)
-    are drawn as a column with the class names on its axis. Runs the model in eval mode
-    (Dropout layers, then the identity, are left out) and reads each layer's cached .out.
+    are drawn as one column, a row per class, with the class names on its axis. Each layer's
+    panels share one colour scale down the column (the inputs compare), each with its colour bar.
+    Runs the model in eval mode (Dropout layers, then the identity, are left out) and reads each
+    layer's cached .out.
     """
     layers = [(i, layer) for i, layer in enumerate(model.layers) if not isinstance(layer, Dropout)]
     images = as_images(X, image_shape)
@@ -103,27 +152,30 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES, image_shape=None
     last_linear = max((c for c, (_, layer) in enumerate(layers) if type(layer).__name__ == "Linear"), default=0)
     cols = len(layers) + 1
     fig, axes = plt.subplots(len(X), cols, figsize=(2.1 * cols, 2.2 * len(X)), squeeze=False, layout="constrained")
+    # One scale per layer, shared by every input: signed outputs centred on 0, outputs >= 0 from 0.
+    limits = [max(max(float(np.abs(row[c]).max()) for row in outs), 1e-8) for c in range(len(layers))]
+    signed = [any(float(row[c].min()) < 0 for row in outs) for c in range(len(layers))]
     for r, row_outs in enumerate(outs):
         show_image(axes[r, 0], images[r])
         pred = int(row_outs[-1].argmax())
         axes[r, 0].set_title((f"true: {class_names[y[r]]}\n" if y is not None else "") + f"pred: {class_names[pred]}",
                              fontsize=8)
         for c, out in enumerate(row_outs, start=1):
-            limit = max(np.abs(out).max(), 1e-8)
+            limit, sign = limits[c - 1], signed[c - 1]
             ax = axes[r, c]
             ax.set_xticks([]), ax.set_yticks([])
             per_class = c - 1 >= last_linear and out.size == len(class_names)
             # Activations >= 0 (ReLU, sigmoid) on a sequential map; signed ones centred on 0.
-            signed = out.min() < 0
             im = ax.imshow(out.reshape(-1, 1) if per_class else out.reshape(grid_shape(out.size)),
-                           cmap="RdBu_r" if signed else "viridis", vmin=-limit if signed else 0, vmax=limit,
+                           cmap="RdBu_r" if sign else "viridis", vmin=-limit if sign else 0, vmax=limit,
                            aspect="auto" if out.size < 20 else "equal")
             if per_class:
                 ax.set_yticks(range(len(class_names)), class_names, fontsize=6)
             fig.colorbar(im, ax=ax, shrink=0.7)
             if r == 0:
                 ax.set_title(names[c - 1], fontsize=8)
-    fig.suptitle("Activations of every layer, each reshaped to 2-D (the logits as one column per class)")
+    fig.suptitle("Activations of every layer, each reshaped to 2-D (the last layer's outputs, the logits, as one "
+                 "column with a row per class);\none colour scale per layer, shared by the images")
     return fig
 
 
@@ -175,17 +227,35 @@ def plot_filters(W, suptitle=None):
     return fig
 
 
+def activation_stage(model, layer):
+    """Where model.layers[layer]'s output sits relative to the activation: "before ReLU (layer 1)",
+    "after ReLU", "after ReLU and MaxPool2D", or "no activation" (a bare convolution)."""
+    layers = model.layers
+    here = layers[layer]
+    if isinstance(here, ACTIVATION_TYPES):
+        return f"after {type(here).__name__}"
+    if layer + 1 < len(layers) and isinstance(layers[layer + 1], ACTIVATION_TYPES):
+        return f"before {type(layers[layer + 1]).__name__} (layer {layer + 1}): negative values included"
+    for j in range(layer - 1, -1, -1):  # back through pooling and the like, to the last activation
+        if isinstance(layers[j], ACTIVATION_TYPES):
+            return f"after {type(layers[j]).__name__} and {type(here).__name__}"
+        if "W" in getattr(layers[j], "params", {}):
+            break
+    return "no activation"
+
+
 def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps=16):
     """For each image in X (n, C, H, W): the image, then the output channels of model.layers[layer].
 
-    Runs the model in eval mode and reads the layer's cached .out (n, F, Ho, Wo); each row has
-    its own colour scale, centred on 0 (red: the filter's pattern is present, blue: its opposite).
+    Runs the model in eval mode and reads the layer's cached .out (n, F, Ho, Wo). Each row (image)
+    has its own colour scale, centred on 0 (red: the filter's pattern is present, blue: its
+    opposite), with its colour bar; the title says whether the maps are before or after the activation.
     """
     with evaluating(model):
         logits = model.forward(X)
     maps = model.layers[layer].out[:, :max_maps]
     n, F = maps.shape[:2]
-    fig, axes = plt.subplots(n, F + 1, figsize=(1.05 * (F + 1), 1.2 * n + 0.5), squeeze=False,
+    fig, axes = plt.subplots(n, F + 1, figsize=(1.05 * (F + 1) + 0.8, 1.2 * n + 0.7), squeeze=False,
                              layout="constrained")
     for r, image in enumerate(as_images(X)):
         show_image(axes[r, 0], image)
@@ -195,10 +265,13 @@ def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps
         axes[r, 0].set_title("\n".join(title), fontsize=7)
         limit = max(float(np.abs(maps[r]).max()), 1e-8)
         for f in range(F):
-            axes[r, f + 1].imshow(maps[r, f], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            im = axes[r, f + 1].imshow(maps[r, f], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
             axes[r, f + 1].set_xticks([]), axes[r, f + 1].set_yticks([])
             if r == 0:
                 axes[r, f + 1].set_title(f"map {f}", fontsize=7)
+        bar = fig.colorbar(im, ax=axes[r, 1:], shrink=0.9, aspect=10, pad=0.01)
+        bar.ax.tick_params(labelsize=6)
     name = f"{layer}: {type(model.layers[layer]).__name__}"
-    fig.suptitle(f"Feature maps of layer {name}, {F} of shape {maps.shape[2]}x{maps.shape[3]}")
+    fig.suptitle(f"Feature maps of layer {name}, {activation_stage(model, layer)}; {F} of shape "
+                 f"{maps.shape[2]}x{maps.shape[3]}, one colour scale per image (row)")
     return fig

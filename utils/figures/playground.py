@@ -9,7 +9,7 @@ Training runs as an asyncio task on the kernel's own event loop, one chunk of st
 slider takes effect at the next step, and no lock is needed because model, optimiser and
 widgets are only ever touched from the kernel's one thread. Figures are PNG images built
 with NumPy and PIL (the decision boundary, the first-layer templates) or with matplotlib
-artists updated in place (curves and histograms); see utils/figures/playground_view.py.
+artists updated in place (curves and histograms); see utils/figures/playground_pictures.py.
 """
 import asyncio
 import time
@@ -59,7 +59,8 @@ class Playground:
     """Train a small MLP on a small data set step by step; the widget front end is optional.
 
     settings: any keys of DEFAULTS. Public state: model, optimizer, data, history (one dict
-    per epoch), runs (archived (label, history) pairs), steps, epoch.
+    per epoch), runs (archived (label, history) pairs), steps, epoch, segments (the training
+    settings of the current run and how many epochs each was used for, in order).
     """
 
     def __init__(self, dataset="spirals", ui=True, **settings):
@@ -113,6 +114,11 @@ class Playground:
                              "val_loss": val_loss, "val_acc": val_acc})
         # evaluate() just ran the validation set through the net: its activations are cached.
         self.histograms = layer_histograms(self.model)
+        settings = self._training_settings()
+        if self.segments and self.segments[-1][0] == settings:
+            self.segments[-1][1] += 1
+        else:  # a setting changed since the last epoch: a new segment of the run
+            self.segments.append([settings, 1])
 
     def run(self, epochs=1, draw=True):
         """Train for whole epochs, synchronously (the Step button, scripts and tests); returns the last row."""
@@ -165,7 +171,7 @@ class Playground:
         changes = {k: v for k, v in self._check(changes).items() if self.settings[k] != v}
         if not changes:
             return
-        label = self.label()  # the finished run's settings, before they change
+        label = self.label(pending=False)  # the finished run's settings, before they change
         self.settings.update(changes)
         keys = changes.keys()
         if keys & DATA_KEYS:
@@ -191,17 +197,41 @@ class Playground:
             raise ValueError(f"unknown playground setting(s) {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
         return {key: check_setting(key, value) for key, value in settings.items()}
 
-    def label(self):
-        """The run's settings in one line, for the legend of archived curves."""
+    def _training_settings(self):
+        """The settings that may change within a run, as (key, text) pairs: optimiser, lr, batch, L2, dropout."""
         s = self.settings
-        opt = (f"sgd m={s['momentum']:g}" if s["optimizer"] == "sgd" else "adam")
-        return (f"{s['dataset']} {'-'.join(map(str, self.sizes))} {s['activation']} {opt} lr={s['lr']:g} "
-                f"bs={s['batch_size']} L2={s['l2_lambda']:g}" + (f" drop={s['dropout']:g}" if s["dropout"] else ""))
+        opt = (f"sgd m={s['momentum']:g}" + (" nesterov" if s["nesterov"] and s["momentum"] else "")
+               if s["optimizer"] == "sgd" else f"adam b1={s['beta1']:g} b2={s['beta2']:g}")
+        lr = f"lr={s['lr']:g}" + ("" if s["lr_schedule"] == "constant" else f" ({s['lr_schedule']} decay)")
+        return (("optimizer", opt), ("lr", lr), ("batch_size", f"bs={s['batch_size']}"),
+                ("l2_lambda", f"L2={s['l2_lambda']:g}"), ("dropout", f"drop={s['dropout']:g}" if s["dropout"] else ""))
+
+    def label(self, epochs=True, pending=True):
+        """The run's settings in one line, for the legend of archived curves.
+
+        A setting changed during the run shows each value it had, in order: "lr=0.1 (100 ep) →
+        lr=0.01 (25 ep)" (epochs=False: without the counts). A value set but not yet trained
+        with ends the label as "→ lr=0.01 (next)", unless pending=False (a finished run's label).
+        """
+        s = self.settings
+        segments = [(dict(settings), n) for settings, n in self.segments]
+        current = dict(self._training_settings())
+        if not segments or (pending and segments[-1][0] != current):
+            segments.append((current, None))
+        # The settings that stayed the same go once at the front; those that changed, segment by segment.
+        varying = [key for key in current if len({settings[key] for settings, _ in segments}) > 1]
+        head = [s["dataset"], "-".join(map(str, self.sizes)), s["activation"],
+                *(text for key, text in segments[0][0].items() if text and key not in varying)]
+        parts = []
+        for settings, n in segments if varying else ():
+            text = " ".join(settings[key] or f"no {key}" for key in varying)
+            parts.append(text + (" (next)" if n is None else f" ({n} ep)" if epochs else ""))
+        return " ".join(head) + (": " + " → ".join(parts) if parts else "")
 
     def reset(self, archive=True, label=None):
         """New weights (seeded), a fresh optimiser and schedule; the finished run joins the overlay (as label)."""
         if archive and self.history:
-            self.runs.append((label or self.label(), list(self.history)))
+            self.runs.append((label or self.label(pending=False), list(self.history)))
             del self.runs[:-8]  # the eight latest runs stay readable
         s = self.settings
         n_in, n_out = self.data["X_train"].shape[1], int(self.data["y_train"].max()) + 1
@@ -213,7 +243,7 @@ class Playground:
         self.loss_fn = SoftmaxCrossEntropy()
         self.optimizer, self._schedule = self._make_optimizer(), self._make_schedule()
         self._rng = np.random.default_rng(s["seed"] + 1)  # shuffling, apart from the initialisation
-        self.steps, self.epoch, self._pos, self.history = 0, 0, 0, []
+        self.steps, self.epoch, self._pos, self.history, self.segments = 0, 0, 0, [], []
         self.model.predict_proba(self.data["X_val"][:1000])  # the initial activations, for the histograms
         self.histograms = layer_histograms(self.model)
         self.message = ""
@@ -314,10 +344,11 @@ ACTIVATION_RANGES = {"Tanh": (-1.0, 1.0), "Sigmoid": (0.0, 1.0)}  # else (-0.5, 
 def layer_histograms(model, bins=30):
     """Histograms of each hidden activation layer's cached output and each Linear layer's dW.
 
-    Returns {"activations": [(name, edges, shares)], "gradients": [(name, edges, shares)]};
-    gradients as log10 |dW| (their sizes span decades).
+    Returns {"activations": [(name, edges, shares)], "gradients": [(name, edges, shares)],
+    "clipped": (low, high) or None}; gradients as log10 |dW| (their sizes span decades). Activations
+    of the ReLU family are counted on (-0.5, 4), the values beyond in the end bins: "clipped" says so.
     """
-    acts, grads = [], []
+    acts, grads, clipped = [], [], None
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Linear):
             g = np.log10(np.abs(layer.grads["W"]).ravel() + 1e-12)
@@ -326,7 +357,9 @@ def layer_histograms(model, bins=30):
         elif not isinstance(layer, Dropout) and layer.out is not None:
             # Fixed ranges (values beyond go to the end bins), so the axes need not move.
             lo, hi = ACTIVATION_RANGES.get(type(layer).__name__, (-0.5, 4.0))
+            if type(layer).__name__ not in ACTIVATION_RANGES:  # unbounded: the end bins hold the values beyond
+                clipped = (lo, hi)
             out = np.clip(layer.out.ravel(), lo, hi)
             counts, edges = np.histogram(out, bins=bins, range=(lo, hi))
             acts.append((f"layer {i} {type(layer).__name__}", edges, counts / max(out.size, 1)))
-    return {"activations": acts, "gradients": grads}
+    return {"activations": acts, "gradients": grads, "clipped": clipped}

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from utils.plumbing import paths
 from utils.plumbing.files import atomic_write
@@ -29,27 +30,52 @@ def save_figure(fig, name, folder=None, dpi=100):
 
 # ---- training (notebook 03)
 
+# The loss train() records as train_loss and val_loss is the data loss: the L2 term of the
+# objective is left out (it is in train_total_loss), and a reader must not mistake one for the other.
+DATA_LOSS_LABEL = "training data loss (cross-entropy, without the L2 term)"
+TOTAL_LOSS_LABEL = "training objective (cross-entropy + L2 term)"
+
+
+def integer_epochs(ax, last_epoch):
+    """Whole epochs on the x-axis, from 0.5 to last_epoch + 0.5: a 1-epoch run shows one tick, 1."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # else one integer in range falls back
+    ax.set_xlim(0.5, max(int(last_epoch), 1) + 0.5)
+
+
 def plot_history(history, axes=None, num_epochs=None):
-    """Loss and accuracy per epoch, training and validation. history: the DataFrame train() returns."""
+    """Loss and accuracy per epoch, training and validation. history: the DataFrame train() returns.
+
+    The loss panel draws the data loss (cross-entropy) that train() records as train_loss and
+    val_loss; if the history has train_total_loss (+ the L2 term) and it differs, that training
+    objective is drawn dashed. The best epoch (by validation accuracy) is marked on both panels.
+    """
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     fig = axes[0].figure
-    for ax, metric, label in ((axes[0], "loss", "cross-entropy loss"), (axes[1], "acc", "accuracy")):
-        ax.clear()
-        ax.plot(history["epoch"], history[f"train_{metric}"], "o-", ms=3, label="training")
-        ax.plot(history["epoch"], history[f"val_{metric}"], "o-", ms=3, label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        if num_epochs:
-            ax.set_xlim(0.5, num_epochs + 0.5)
+    epochs = history["epoch"]
     best = history["val_acc"].idxmax()
-    axes[1].axvline(history["epoch"][best], color="gray", ls=":",
-                    label=f"best: epoch {history['epoch'][best]}, {history['val_acc'][best]:.4f}")
-    axes[0].legend()
-    axes[1].legend(loc="lower right")
-    axes[0].set_title("Loss")
-    axes[1].set_title("Accuracy")
+    best_epoch = epochs[best]
+    for ax, metric in ((axes[0], "loss"), (axes[1], "acc")):
+        ax.clear()
+        ax.plot(epochs, history[f"train_{metric}"], "o-", ms=3, color="C0",
+                label=DATA_LOSS_LABEL if metric == "loss" else "training")
+        ax.plot(epochs, history[f"val_{metric}"], "o-", ms=3, color="C1",
+                label="validation (cross-entropy)" if metric == "loss" else "validation")
+        ax.set_xlabel("epoch")
+        integer_epochs(ax, num_epochs or epochs.max())
+        ax.grid(alpha=0.3)
+    with_l2 = "train_total_loss" in history and bool((history["train_total_loss"] != history["train_loss"]).any())
+    if with_l2:
+        axes[0].plot(epochs, history["train_total_loss"], "x--", ms=4, color="C0", lw=1, label=TOTAL_LOSS_LABEL)
+    axes[0].axvline(best_epoch, color="gray", ls=":", label=f"best epoch (validation accuracy): {best_epoch}")
+    axes[1].axvline(best_epoch, color="gray", ls=":",
+                    label=f"best: epoch {best_epoch}, {history['val_acc'][best]:.4f}")
+    axes[0].set_ylabel("loss")
+    axes[1].set_ylabel("accuracy")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(loc="lower right", fontsize=8)
+    axes[0].set_title("Loss: cross-entropy" + (" (dashed: + the L2 term)" if with_l2 else ", without the L2 term"))
+    axes[1].set_title("Accuracy (training: running mean over the epoch)")
     return fig
 
 
@@ -92,24 +118,33 @@ def plot_weight_evolution(monitor, bins=61):
 
 
 def plot_training_signals(monitor):
-    """Update-to-weight ratio and the share of dead and saturated units per epoch, per layer."""
+    """Update-to-weight ratio and the share of dead and saturated units per epoch, per layer.
+
+    monitor: a utils.teaching.doctor.TrainingMonitor (its X_probe gives the probe's size).
+    """
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
     for i, group in monitor.ratios.groupby("layer"):
         axes[0].semilogy(group["epoch"], group["ratio"], "o-", ms=3, label=f"layer {i}")
     axes[0].set_title(r"Update-to-weight ratio $\|W_e - W_{e-1}\| / \|W_{e-1}\|$")
     axes[0].set_ylabel("ratio per epoch (log scale)")
     stats = monitor.activations
-    for ax, column, title in ((axes[1], "dead", "Dead units (flat on every probe image)"),
-                              (axes[2], "saturated", "Flat activations (saturated or zero)")):
+    probe = getattr(monitor, "X_probe", None)
+    on = f"the {len(probe):,}-image probe" if probe is not None else "the probe images"
+    for ax, column, title, floor in (
+            (axes[1], "dead", f"Dead units: flat on every image of {on}\n(dead on this probe; a unit can revive)", 1.0),
+            (axes[2], "saturated", f"Flat activations (saturated or zero) on {on}", 5.0)):
         for i, group in stats.groupby("layer"):
             ax.plot(group["epoch"], 100 * group[column], "o-", ms=3, label=f"layer {i} ({group['kind'].iloc[0]})")
-        ax.set_title(title)
-        ax.set_ylabel("% of units" if column == "dead" else "% of activations")
-        # From 0 to at least 5%: an automatic scale would make one flickering unit in 500 look dramatic.
-        ax.set_ylim(0, max(5.0, 1.1 * 100 * float(stats[column].max()) if len(stats) else 5.0))
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("% of units dead" if column == "dead" else "% of activations flat")
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=100))
+        # Scaled to the data, with a floor: a line of 0.4 % must not sit on the axis of a 0-5 % scale,
+        # nor should 0.1 % fill the panel (the floor; the tick labels say how small it is).
+        top = 1.1 * 100 * float(stats[column].max()) if len(stats) else 0.0
+        ax.set_ylim(0, max(floor, top))
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend()
     return fig
-

@@ -136,16 +136,27 @@ def _searched_columns(results):
     return columns[columns.index("trial") + 1:columns.index("val_acc")]
 
 
+def _diverged(row):
+    """Whether a results_table row is a trial that diverged or failed (no score to compare).
+
+    A pruned trial has a note only if it diverged (the note is why); a failed one always failed.
+    """
+    note = row.get("note")
+    return row["state"] == "failed" or (row["state"] == "pruned" and isinstance(note, str) and note.strip() != "")
+
+
 def plot_search_heatmaps(results, value="val_acc"):
     """Validation accuracy of a grid search: learning rate x hidden sizes, one heatmap per l2_lambda.
 
     results: the DataFrame of results_table, or its CSV read back. Complete trials share one
-    colour scale. A pruned trial is scored after fewer epochs, so it is not on that scale: its
-    cell is grey and hatched and shows the accuracy it reached (and the epoch) as text only.
-    A blank cell diverged or failed. If more hyperparameters were searched, each cell shows
-    the best over them.
+    colour scale, whose range the colour bar's label states (a narrow range makes small
+    differences look large: every cell also shows its value). A pruned trial is scored after
+    fewer epochs, so it is neither coloured nor given a score to compare: its cell is grey and
+    hatched, "pruned at epoch k". A trial that diverged or failed is marked so in words (and the
+    title mentions it only then). If more hyperparameters were searched, each cell shows the best over them.
     """
     df = results.dropna(subset=["lr", "l2_lambda"]).astype({"hidden_sizes": str})
+    df = df.assign(state=[("diverged" if _diverged(row) else row["state"]) for _, row in df.iterrows()])
     l2s, lrs = sorted(df["l2_lambda"].unique(), reverse=True), sorted(df["lr"].unique())
     sizes = sorted(df["hidden_sizes"].unique(), key=lambda s: [-int(n) for n in s.split("-")])  # widest first
     complete = df[df.state == "complete"]
@@ -153,33 +164,46 @@ def plot_search_heatmaps(results, value="val_acc"):
     fig, axes = plt.subplots(1, len(l2s), figsize=(1.2 + 3.4 * len(l2s), 3.9), sharey=True,
                              squeeze=False, layout="constrained")
     image = None
+    rank = {"complete": 0, "pruned": 1, "diverged": 2}
     for i, (ax, l2) in enumerate(zip(axes[0], l2s)):
-        # Complete before pruned, best first: drop_duplicates keeps each cell's best trial.
-        cells = df[df["l2_lambda"] == l2].assign(_c=lambda d: d.state != "complete") \
+        # Complete before pruned before diverged, best first: drop_duplicates keeps each cell's best trial.
+        cells = df[df["l2_lambda"] == l2].assign(_c=lambda d: d.state.map(rank).fillna(3)) \
             .sort_values(["_c", value], ascending=[True, False]).drop_duplicates(["lr", "hidden_sizes"])
         grid = cells.pivot(index="lr", columns="hidden_sizes", values=value).reindex(index=lrs, columns=sizes)
         state = cells.pivot(index="lr", columns="hidden_sizes", values="state").reindex(index=lrs, columns=sizes)
         epochs = cells.pivot(index="lr", columns="hidden_sizes", values="epochs").reindex(index=lrs, columns=sizes)
         shown = np.ma.masked_where((state != "complete").to_numpy() | grid.isna().to_numpy(), grid.to_numpy(float))
         image = ax.imshow(shown, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
-        for r, c in np.argwhere((state == "pruned").to_numpy()):
-            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="0.85", hatch="///", edgecolor="0.6", lw=0))
-        for r, c in np.argwhere(grid.notna().to_numpy()):
-            v, pruned = grid.iat[r, c], state.iat[r, c] == "pruned"
-            text = f"{v:.3f}\nep {int(epochs.iat[r, c])}" if pruned else f"{v:.3f}"
-            light = not pruned and (v - vmin) < 0.5 * (vmax - vmin)
-            ax.text(c, r, text, ha="center", va="center", fontsize=7 if pruned else 8,
-                    color="white" if light else "black")
+        for r, c in np.argwhere(state.notna().to_numpy()):
+            kind = state.iat[r, c]
+            if kind == "complete" and not np.isnan(grid.iat[r, c]):
+                v = grid.iat[r, c]
+                light = (v - vmin) < 0.5 * (vmax - vmin)
+                ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=8, color="white" if light else "black")
+                continue
+            if kind == "pruned":
+                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="0.85", hatch="///", edgecolor="0.6",
+                                           lw=0))
+                ep = epochs.iat[r, c]
+                text = "pruned at\nepoch " + (f"{int(ep)}" if not np.isnan(ep) else "?")
+            else:
+                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="#f4d6d6", lw=0))
+                text = kind
+            ax.text(c, r, text, ha="center", va="center", fontsize=7, color="black")
         ax.set_xticks(range(len(sizes)), sizes)
         ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
         ax.set_title(f"l2_lambda = {l2:g}")
         ax.set_xlabel("hidden sizes")
         ax.set_ylabel("learning rate" if i == 0 else "")
-    fig.colorbar(image, ax=axes[0], shrink=0.9, label=f"validation accuracy ({value}), complete trials")
-    pruned_patch = Patch(facecolor="0.85", hatch="///", edgecolor="0.6", label="pruned (not on the scale)")
-    axes[0, -1].legend(handles=[pruned_patch],
-                       loc="upper right", bbox_to_anchor=(1, -0.18), fontsize=7, frameon=False)
-    fig.suptitle("Validation accuracy per grid point   (hatched: pruned, scored at the epoch shown; blank: diverged)")
+    fig.colorbar(image, ax=axes[0], shrink=0.9,
+                 label=f"validation accuracy ({value}) of complete trials;\ncolours span only {vmin:.3f} to {vmax:.3f}")
+    handles = [Patch(facecolor="0.85", hatch="///", edgecolor="0.6", label="pruned: not scored on this scale")]
+    diverged = bool((df.state.isin(["diverged", "failed"])).any())
+    if diverged:
+        handles.append(Patch(facecolor="#f4d6d6", label="diverged or failed"))
+    axes[0, -1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1, -0.18), fontsize=7, frameon=False)
+    fig.suptitle("Validation accuracy per grid point (the number in each cell; hatched: pruned"
+                 + ("; red: diverged or failed)" if diverged else ")"))
     return fig
 
 

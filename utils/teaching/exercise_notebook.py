@@ -1,0 +1,159 @@
+"""The exercises notebook as files: read one safely, find its parts and their checks, fill in the solutions.
+
+An exercise cell carries the metadata key "exercise" (e.g. "linear"); its checks are the
+check_*(...) calls of the cells after it, up to the next exercise cell. The solutions file,
+notebooks/solutions/<notebook name>.py, holds one section per exercise, opened by the line
+"# %% exercise: <name>"; fill_solutions puts them in a notebook held in memory (the file is
+never written). The grader (utils/teaching/grader.py) uses all of these.
+"""
+import ast
+import re
+import warnings
+from pathlib import Path
+
+import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
+from nbclient import NotebookClient
+
+from utils.plumbing.files import read_regular
+
+MARKER = re.compile(r"^# %% exercise: (\S+)\s*$", re.MULTILINE)
+MAX_NOTEBOOK_BYTES = 50 * 2 ** 20  # a notebook with many figures is a few MB
+
+
+class NotebookError(ValueError):
+    """A file that cannot be graded as a notebook; the message says why."""
+
+
+# ---------------------------------------------------------------- reading notebooks
+
+def read_notebook(path):
+    """The notebook at path (nbformat 4), or NotebookError saying what is wrong with the file.
+
+    Refused without being opened: a missing path, a directory, a FIFO, a device (a FIFO would
+    block a plain open), a file over MAX_NOTEBOOK_BYTES. Refused after reading: an empty file,
+    text that is not UTF-8 JSON, JSON that is not a notebook.
+    """
+    try:
+        data = read_regular(path, MAX_NOTEBOOK_BYTES, "a Jupyter notebook (.ipynb)", error=NotebookError)
+    except FileNotFoundError as e:
+        raise NotebookError(str(e)) from None
+    except PermissionError:
+        raise NotebookError(f"{path}: not readable (permission denied)") from None
+    if not data.strip():
+        raise NotebookError(f"{path}: an empty file; expected a Jupyter notebook (JSON)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NotebookError(f"{path}: not UTF-8 text (byte {e.start}); expected a Jupyter notebook (JSON)") from None
+    try:
+        with warnings.catch_warnings():  # nbformat warns about missing cell ids, which it adds
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
+    except nbformat.reader.NotJSONError:
+        raise NotebookError(f"{path}: not valid JSON (truncated, or not a notebook); expected a Jupyter "
+                            "notebook") from None
+    except Exception as e:  # nbformat raises many types for JSON that is not a notebook: {}, [], ...
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise NotebookError(f"{path}: JSON but not a Jupyter notebook ({first})") from None
+    if not all(isinstance(c.get("source"), str) for c in nb.cells if c.get("cell_type") == "code"):
+        raise NotebookError(f"{path}: a code cell without source text; expected a Jupyter notebook")
+    return nb
+
+
+def check_calls(source, where):
+    """The check_*(...) calls of one cell's source, as text, in order.
+
+    A call counts where it is a statement of the cell (or of a `with` block in it, or the value of
+    an assignment): the grader evaluates each call on its own, so a call inside a loop, a branch or
+    a function (whose arguments could mean anything there) is refused with ValueError.
+    """
+    source = TransformerManager().transform_cell(source)  # %magics -> Python
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise ValueError(f"{where}: the cell does not parse ({e.msg}, line {e.lineno})") from None
+    is_check = lambda node: (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                             and node.func.id.startswith("check_"))
+    calls = []
+
+    def visit(statements):
+        for s in statements:
+            if isinstance(s, (ast.Expr, ast.Assign)) and is_check(s.value):
+                calls.append(ast.get_source_segment(source, s.value))
+            elif isinstance(s, ast.With):
+                visit(s.body)
+            elif any(is_check(n) for n in ast.walk(s)):
+                name = next(n.func.id for n in ast.walk(s) if is_check(n))
+                inside = {"For": "a for loop", "While": "a while loop", "If": "an if", "Try": "a try block",
+                          "FunctionDef": "a function", "ClassDef": "a class"}.get(type(s).__name__, "an expression")
+                raise ValueError(f"{where}: {name} is called inside {inside} (line {s.lineno}); "
+                                 "the grader evaluates check calls written as statements of their own, one per line")
+    visit(tree.body)
+    return calls
+
+
+def reference_parts(nb):
+    """{exercise name: [check call source]} of the handed-out notebook, in order; parts without a check left out."""
+    parts, current = {}, None
+    for i, cell in enumerate(nb.cells, 1):
+        name = cell.get("metadata", {}).get("exercise")
+        if isinstance(name, str):
+            if name in parts:
+                raise ValueError(f"cell {i}: a second exercise cell named {name!r}")
+            current, parts[name] = name, []
+        elif cell.cell_type == "code" and current is not None:
+            parts[current] += check_calls(cell.source, f"cell {i}")
+    return {name: calls for name, calls in parts.items() if calls}
+
+
+def solutions_path(notebook):
+    return Path(notebook).parent / "solutions" / (Path(notebook).stem + ".py")
+
+
+def read_solutions(path):
+    """{exercise name: cell source} from a solutions file."""
+    text = Path(path).read_text()
+    parts = MARKER.split(text)  # [preamble, name, source, name, source, ...]
+    return {name: source.strip() + "\n" for name, source in zip(parts[1::2], parts[2::2])}
+
+
+def fill_solutions(nb, solutions):
+    """Replace each exercise cell's source by its solution, in place; raise if one is missing."""
+    names = [cell.metadata["exercise"] for cell in nb.cells if "exercise" in cell.metadata]
+    missing = [name for name in names if name not in solutions]
+    if missing:
+        raise ValueError(f"no solution for the exercise cells {missing}; the solutions file has {sorted(solutions)}")
+    for cell in nb.cells:
+        if "exercise" in cell.metadata:
+            cell.source = solutions[cell.metadata["exercise"]]
+    return nb
+
+
+def verdicts(nb):
+    """[(cell index, line)] for every line a check printed, and every error a cell raised, in an executed notebook.
+
+    For the tests of the handed-out notebook's own outputs (what the student sees), not for grading.
+    """
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                found.append((i, f"error: {out.ename}: {out.evalue}"))
+            for line in out.get("text", "").splitlines():
+                if line.startswith(("correct:", "not implemented yet:")):
+                    found.append((i, line))
+    return found
+
+
+def run(notebook, solutions=False, timeout=600):
+    """Execute a copy of the project's own notebook (solutions filled in if asked), outputs kept: (nb, verdicts).
+
+    Trusted input only (tests/teaching/test_exercises.py): it runs in the notebook's folder, without limits.
+    """
+    nb = nbformat.read(notebook, as_version=4)
+    if solutions:
+        fill_solutions(nb, read_solutions(solutions_path(notebook)))
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(Path(notebook).resolve().parent)}}).execute()
+    return nb, verdicts(nb)
