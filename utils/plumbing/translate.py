@@ -145,9 +145,21 @@ def problems(notebook):
         elif m.fuzzy:
             found.append((context, "fuzzy: the English changed since it was translated; compare with #| msgid"))
         elif sorted(SPANS.findall(m.msgstr)) != sorted(SPANS.findall(english)):
-            lost = sorted(set(SPANS.findall(english)) - set(SPANS.findall(m.msgstr)))
-            found.append((context, "the translation changed math or code spans of the English: " + ", ".join(lost[:3])))
+            found.append((context, "the translation changed the math or code spans of the English: "
+                          + span_difference(SPANS.findall(english), SPANS.findall(m.msgstr))))
     return found
+
+
+def span_difference(english, chinese):
+    """'missing $x$; extra `y`': what a translation lost or added, counting repeats."""
+    missing, extra = list(english), []
+    for span in chinese:
+        if span in missing:
+            missing.remove(span)
+        else:
+            extra.append(span)
+    return "; ".join(part for part in (("missing " + ", ".join(missing)) if missing else "",
+                                       ("extra " + ", ".join(extra)) if extra else "") if part)
 
 
 def translated(notebook):
