@@ -185,3 +185,21 @@ def test_the_chinese_notebook_has_the_english_code_and_the_catalogs_text(noteboo
     stale = [c["id"] for c, f in zip(zh, fresh) if c["cell_type"] == "markdown" and c["source"] != f["source"]]
     assert not stale, f"the markdown of cells {stale} is not what the catalog says: run make zh"
 
+
+
+def test_the_chinese_notebooks_run_under_nbval_only_when_named():
+    import importlib.util
+
+    path = translate.EDITION_DIR / "conftest.py"
+    spec = importlib.util.spec_from_file_location("zh_conftest", path)
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+
+    class Config:
+        def __init__(self, *args):
+            self.args = list(args)
+
+    notebook = translate.EDITION_DIR / "01_data_preparation.ipynb"
+    assert conftest.pytest_ignore_collect(notebook, Config(str(translate.NOTEBOOK_DIR))) is True
+    assert conftest.pytest_ignore_collect(notebook, Config(str(translate.EDITION_DIR))) is None
+    assert conftest.pytest_ignore_collect(notebook, Config(f"{notebook}::Cell 0")) is None
