@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from utils.plumbing import translate
+from utils.plumbing import language, po, translate
 
 
 def cell(kind, text, cell_id):
@@ -203,3 +203,27 @@ def test_the_chinese_notebooks_run_under_nbval_only_when_named():
     assert conftest.pytest_ignore_collect(notebook, Config(str(translate.NOTEBOOK_DIR))) is True
     assert conftest.pytest_ignore_collect(notebook, Config(str(translate.EDITION_DIR))) is None
     assert conftest.pytest_ignore_collect(notebook, Config(f"{notebook}::Cell 0")) is None
+
+
+def test_every_text_the_code_passes_to_the_lookup_has_a_chinese_translation():
+    table = {e.msgid: e for e in po.read(language.catalog_path("zh")) if e.msgid and not e.obsolete}
+    used = translate.messages_in_code()
+    assert len(used) >= 3  # the literal say() sentences of the notebooks at least: the extraction works
+    missing = {text: places[0] for text, places in used.items()
+               if text not in table or not table[text].msgstr or table[text].fuzzy}
+    assert not missing, ("these texts are passed to _(), label(), labels() or say() but have no up-to-date "
+                         "translation in locale/zh_CN/LC_MESSAGES/messages.po (make zh adds them; translate "
+                         "them there):\n" + "\n".join(f"  {t!r}  ({w})" for t, w in missing.items()))
+
+
+def test_update_messages_adds_what_the_code_uses_and_keeps_the_rest(tmp_path, monkeypatch):
+    path = tmp_path / "messages.po"
+    po.write(path, [po.Entry("", "Language: zh_CN\n"), po.Entry("Not used yet", "还没用到")])
+    monkeypatch.setattr(translate, "messages_path", lambda lang: path)
+    monkeypatch.setattr(translate, "code_sources", lambda: [
+        ("a.py", 'say("Done.")\nax.set_title(label("Loss"))\nnames = labels(["Bag", "Coat"])\nsay(f"{x}")\n')])
+    assert translate.update_messages() == 4
+    entries = po.read(path)
+    assert [e.msgid for e in entries[1:]] == ["Not used yet", "Done.", "Loss", "Bag", "Coat"]
+    assert entries[2].comments == ["used in a.py:1"] and entries[2].msgstr == ""
+    assert translate.update_messages() == 0

@@ -7,7 +7,7 @@ the old translation no longer answers it: `update` keeps it, marked fuzzy, with 
 was made from (#| msgid), for the translator to compare; `check` (and the tests) fail until
 someone translates the new text and removes the mark.
 
-    python -m utils.plumbing.translate update   # catalogs follow the English notebooks (make zh)
+    python -m utils.plumbing.translate update   # catalogs follow the English notebooks and code (make zh)
     python -m utils.plumbing.translate build    # notebooks/zh/ from the English + catalogs (make zh)
     python -m utils.plumbing.translate check    # list what is missing or out of date; exit 1 if any
 
@@ -15,7 +15,11 @@ The Chinese notebook has the English code cells, unchanged but for LANGUAGE_LINE
 first one, which makes the code speak Chinese (utils.plumbing.language). A code cell whose source
 did not change keeps the outputs the last `make run-zh` stored in notebooks/zh/, so rebuilding the
 text does not throw away the Chinese figures.
+
+`update` also collects the English the code passes to _(), label(), labels() and say() (a literal
+first argument, in utils/ and the English notebooks) and adds what messages.po lacks, untranslated.
 """
+import ast
 import copy
 import json
 import re
@@ -25,6 +29,7 @@ from datetime import datetime, timezone
 from utils.plumbing import po
 from utils.plumbing.files import atomic_write
 from utils.plumbing.language import LOCALE_DIR, LOCALES, read_catalog
+from utils.plumbing.language import catalog_path as messages_path
 from utils.plumbing.paths import ROOT
 
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -33,6 +38,8 @@ EDITION_DIR = NOTEBOOK_DIR / LANG
 CATALOG_DIR = LOCALE_DIR / LOCALES[LANG] / "notebooks"
 LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计算出的句子、图中文字和检查信息都用中文'
                  '（英文版没有这一行）\n\n')
+# The calls whose first argument is English text to translate (a literal, or a list of literals for labels).
+TRANSLATED_CALLS = ("_", "label", "labels", "say")
 # What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
 SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
 
@@ -208,6 +215,54 @@ def build(notebook):
     return left_in_english
 
 
+def code_sources():
+    """[(where, Python source)]: every module of utils/, every code cell of the English notebooks."""
+    out = [(shown(p), p.read_text(encoding="utf-8")) for p in sorted((ROOT / "utils").rglob("*.py"))]
+    for nb in english_notebooks():
+        for i, cell in enumerate(read_notebook(nb)["cells"]):
+            if cell.get("cell_type") == "code":
+                lines = [line for line in source(cell).splitlines() if not line.lstrip().startswith(("%", "!"))]
+                out.append((f"{shown(nb)} cell {i}", "\n".join(lines)))
+    return out
+
+
+def messages_in_code():
+    """{English: [where, ...]} of the literal texts passed to _(), label(), labels() and say()."""
+    found = {}
+    for where, text in code_sources():
+        try:
+            tree = ast.parse(text)
+        except SyntaxError as e:
+            raise ValueError(f"{where} is not valid Python: {e}") from e
+        texts = []
+        for node in ast.walk(tree):
+            func = getattr(node, "func", None)
+            name = getattr(func, "id", None) or getattr(func, "attr", None)
+            if isinstance(node, ast.Call) and name in TRANSLATED_CALLS and node.args:
+                first = node.args[0]
+                items = first.elts if isinstance(first, (ast.List, ast.Tuple)) else [first]
+                texts += [(item.lineno, item.col_offset, item.value) for item in items
+                          if isinstance(item, ast.Constant) and isinstance(item.value, str) and item.value.strip()]
+        for line, _, text in sorted(texts):  # in the order they appear, not ast.walk's
+            found.setdefault(text, []).append(f"{where}:{line}")
+    return found
+
+
+def update_messages():
+    """Add each text the code passes to _() and the like, and messages.po lacks, as an entry to translate.
+
+    Entries the code does not use (yet) are kept: a translation may be written before its call site.
+    Returns the number added."""
+    path = messages_path(LANG)
+    entries = read_catalog(path)
+    known = {e.msgid for e in entries if not e.obsolete}
+    new = [po.Entry(text, comments=[f"used in {places[0]}"]) for text, places in messages_in_code().items()
+           if text not in known]
+    if new:
+        po.write(path, entries + new)
+    return len(new)
+
+
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 1 or args[0] not in ("update", "build", "check"):
@@ -221,6 +276,8 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     failed = 0
+    if args[0] == "update" and not args[1:]:
+        print(f"{shown(messages_path(LANG))}: {update_messages()} new messages to translate")
     for notebook in notebooks:
         name = notebook.name
         if args[0] == "update":
