@@ -110,7 +110,7 @@ bench-pipeline: data
 LAB_ARGS ?=
 LAB_DIR ?= notebooks/
 lab: data
-	$(VENV)/bin/jupyter trust notebooks/*.ipynb
+	$(VENV)/bin/jupyter trust notebooks/*.ipynb $(wildcard notebooks/zh/*.ipynb)
 	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS) $(LAB_DIR)
 
 # The playground's frame rate on 2-D data and a Fashion-MNIST epoch of a 784-128-10 net.
