@@ -48,7 +48,7 @@ zh-check: venv
 	$(PY) -m utils.plumbing.translate check
 
 # A CJK font for the Chinese figures: Debian's Noto Sans CJK where we may install it. Without one
-# the figures keep English labels (utils/figures/fonts.py says so once).
+# the figures keep English labels (utils/plumbing/fonts.py says so once).
 fonts-zh:
 	@if ! fc-list 2>/dev/null | grep -qiE "cjk|yahei|pingfang|simhei|wenquanyi" \
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

@@ -1,4 +1,4 @@
-"""Chinese figure text renders with a CJK font (utils/figures/fonts.py), or stays English with one note."""
+"""Chinese figure text renders with a CJK font (utils/plumbing/fonts.py), or stays English with one note."""
 import warnings
 
 import matplotlib
@@ -7,7 +7,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from utils.figures import fonts
+from utils.plumbing import fonts
 from utils.plumbing.language import _
 
 

@@ -10,6 +10,9 @@ In English, label is the identity. In Chinese, the first label looks for a CJK f
 CJK from Debian's fonts-noto-cjk; Microsoft YaHei, SimHei on Windows; PingFang SC on macOS), puts
 it first in the sans-serif list (DejaVu Sans stays behind it for the glyphs it lacks), and
 translates; where none is installed it says so once and keeps the figures in English.
+
+It sits in plumbing, beside language.py, because every package that draws (figures, search,
+teaching) needs it and may import only downwards.
 """
 from pathlib import Path
 
