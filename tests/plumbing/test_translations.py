@@ -105,6 +105,11 @@ def test_a_moved_cell_with_a_new_id_keeps_its_translation(course):
     assert translate.problems(course) == []
 
 
+def test_a_translation_left_in_english_is_reported(course):
+    set_translations(course, {"01_demo/a2": "Call `train(model)` next."})
+    assert translate.problems(course) == [("01_demo/a2", "the translation has no Chinese character: still the English?")]
+
+
 def test_a_translation_that_changes_a_formula_or_code_span_is_reported(course):
     set_translations(course, {"01_demo/a1": "# 演示\n\n损失是 $L = \\log p_y$。"})
     (context, what), = translate.problems(course)

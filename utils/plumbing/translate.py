@@ -41,6 +41,7 @@ LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计�
 # The calls whose first argument is English text to translate (a literal, or a list of literals for labels).
 TRANSLATED_CALLS = ("_", "label", "labels", "say")
 # What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
+CJK = re.compile(r"[\u4e00-\u9fff]")  # a Chinese character: a translation without one was not translated
 SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
 
 
@@ -151,6 +152,8 @@ def problems(notebook):
             found.append((context, "not translated yet"))
         elif m.fuzzy:
             found.append((context, "fuzzy: the English changed since it was translated; compare with #| msgid"))
+        elif not CJK.search(m.msgstr):
+            found.append((context, "the translation has no Chinese character: still the English?"))
         elif sorted(SPANS.findall(m.msgstr)) != sorted(SPANS.findall(english)):
             found.append((context, "the translation changed the math or code spans of the English: "
                           + span_difference(SPANS.findall(english), SPANS.findall(m.msgstr))))
