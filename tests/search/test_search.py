@@ -185,6 +185,7 @@ def test_two_local_workers_run_each_point_once_with_the_same_pruning_decisions(t
     assert not study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
     assert len({t.user_attrs.get("worker") for t in study.trials} - {None}) == 2  # both took a trial (run or skipped)
     assert (tables[0].state == "pruned").sum() >= 2  # the yardstick really pruned something
+    assert (tables[0][tables[0].state == "pruned"].epochs < 3).all()  # never after the last epoch: it saves nothing
     # Trial numbers may differ (a worker that found no waiting point leaves a skipped trial), the rest may not.
     by_point = [t.drop(columns=["trial", "seconds"]).sort_values(["lr", "hidden_sizes"]).reset_index(drop=True)
                 for t in tables]
@@ -205,13 +206,14 @@ def test_reference_pruner_compares_with_the_reference_trials_only():
     for _ in range(3):  # much better trials finishing early would lift a "so far" median above 0.70
         study.add_trial(optuna.trial.create_trial(value=0.95, intermediate_values={3: 0.95}))
 
-    def decision(curve, reference=False):
+    def decision(curve, reference=False, last_step=None):
         trial = optuna.trial.create_trial(state=TrialState.RUNNING, intermediate_values=curve,
                                           user_attrs={"reference": True} if reference else {})
-        return search_engine.ReferencePruner(n_warmup_steps=3).prune(study, trial)
+        return search_engine.ReferencePruner(n_warmup_steps=3, last_step=last_step).prune(study, trial)
 
     assert not decision({1: 0.3, 2: 0.5, 3: 0.70})  # above the reference median
     assert decision({1: 0.3, 2: 0.5, 3: 0.66})       # below it
+    assert not decision({1: 0.3, 2: 0.5, 3: 0.66}, last_step=3)  # but epoch 3 is the last: nothing left to save
     assert not decision({1: 0.3, 2: 0.1})            # epoch 2: still warming up
     assert not decision({1: 0.1, 2: 0.2, 3: 0.3}, reference=True)  # a reference trial is never pruned
     assert optuna.pruners.MedianPruner(n_warmup_steps=3).prune(study, optuna.trial.create_trial(

@@ -81,7 +81,7 @@ def load_study(storage, study_name, settings, worker=0):
     else:  # constant_liar: running trials count as observed, so parallel workers spread out
         sampler = optuna.samplers.TPESampler(seed=settings["seed"] + worker, constant_liar=True,
                                              n_startup_trials=min(10, max(1, settings["n_trials"] // 3)))
-    pruner = ReferencePruner() if settings["prune"] else optuna.pruners.NopPruner()
+    pruner = ReferencePruner(last_step=settings["num_epochs"]) if settings["prune"] else optuna.pruners.NopPruner()
     return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
 
 
@@ -171,15 +171,17 @@ class ReferencePruner(optuna.pruners.BasePruner):
     points. Here the yardstick is fixed: the reference trials (grid: the first N_REFERENCE
     points of the shuffled grid, which finish before any other point starts; tpe: the first
     trials) run in full, and a later trial is pruned at epoch e >= n_warmup_steps when its
-    best val_acc so far is below the median of their best val_acc up to epoch e.
+    best val_acc so far is below the median of their best val_acc up to epoch e. Never at the
+    last epoch (last_step): stopping there saves nothing and would hide a complete trial's score.
     """
 
-    def __init__(self, n_warmup_steps=2):
-        self.n_warmup_steps = n_warmup_steps
+    def __init__(self, n_warmup_steps=2, last_step=None):
+        self.n_warmup_steps, self.last_step = n_warmup_steps, last_step
 
     def prune(self, study, trial):
         step = trial.last_step
-        if trial.user_attrs.get("reference") or step is None or step < self.n_warmup_steps:
+        if (trial.user_attrs.get("reference") or step is None or step < self.n_warmup_steps
+                or (self.last_step is not None and step >= self.last_step)):
             return False
         yardstick = [max(v for s, v in t.intermediate_values.items() if s <= step)
                      for t in study.get_trials(deepcopy=False, states=FINISHED)
