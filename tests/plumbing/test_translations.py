@@ -232,3 +232,14 @@ def test_update_messages_adds_what_the_code_uses_and_keeps_the_rest(tmp_path, mo
     assert [e.msgid for e in entries[1:]] == ["Not used yet", "Done.", "Loss", "Bag", "Coat"]
     assert entries[2].comments == ["used in a.py:1"] and entries[2].msgstr == ""
     assert translate.update_messages() == 0
+
+
+def test_the_english_left_in_a_chinese_notebook_is_listed(course):
+    translate.build(course)
+    target = course.parent / "zh" / course.name
+    built = json.loads(target.read_text(encoding="utf-8"))
+    built["cells"][3]["outputs"] = [
+        {"output_type": "stream", "name": "stdout", "text": ["best epoch 7: validation accuracy 0.9012\n", "最佳 7\n"]},
+        {"output_type": "display_data", "metadata": {}, "data": {"text/plain": "验证准确率 90.1%"}}]
+    target.write_text(json.dumps(built), encoding="utf-8")
+    assert translate.english_lines(course) == [(3, "best epoch 7: validation accuracy 0.9012")]

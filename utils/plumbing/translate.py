@@ -10,6 +10,7 @@ someone translates the new text and removes the mark.
     python -m utils.plumbing.translate update   # catalogs follow the English notebooks and code (make zh)
     python -m utils.plumbing.translate build    # notebooks/zh/ from the English + catalogs (make zh)
     python -m utils.plumbing.translate check    # list what is missing or out of date; exit 1 if any
+    python -m utils.plumbing.translate english  # every line of notebooks/zh/ still in English (text and outputs)
 
 The Chinese notebook has the English code cells, unchanged but for LANGUAGE_LINE put before the
 first one, which makes the code speak Chinese (utils.plumbing.language). A code cell whose source
@@ -41,7 +42,7 @@ LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计�
 # The calls whose first argument is English text to translate (a literal, or a list of literals for labels).
 TRANSLATED_CALLS = ("_", "label", "labels", "say")
 # What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
-CJK = re.compile(r"[\u4e00-\u9fff]")  # a Chinese character: a translation without one was not translated
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # Chinese characters and punctuation
 SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
 
 
@@ -266,10 +267,27 @@ def update_messages():
     return len(new)
 
 
+def english_lines(notebook):
+    """[(cell index, line)] of notebooks/zh/<name> that have English words and no Chinese: markdown outside
+    code, math and links, and the cells' text outputs (printed lines, computed sentences, tables as text)."""
+    found = []
+    for i, cell in enumerate(read_notebook(EDITION_DIR / notebook.name)["cells"]):
+        texts = [source(cell)] if cell.get("cell_type") == "markdown" else []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            texts.append(source({"source": out.get("text", data.get("text/markdown", data.get("text/plain", "")))}))
+        for text in texts:
+            for line in re.sub(r"\$\$.*?\$\$", "", text, flags=re.S).splitlines():  # display math is not prose
+                prose = re.sub(r"`[^`]*`|\$[^$]*\$|\]\([^)]*\)|https?://\S+", "", line)
+                if not line.startswith("    ") and re.search(r"[A-Za-z]{3,}", prose) and not CJK.search(prose):
+                    found.append((i, line.strip()))
+    return found
+
+
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 1 or args[0] not in ("update", "build", "check"):
-        print("usage: python -m utils.plumbing.translate {update|build|check} [notebooks/NN_name.ipynb ...]",
+    if len(args) < 1 or args[0] not in ("update", "build", "check", "english"):
+        print("usage: python -m utils.plumbing.translate {update|build|check|english} [notebooks/NN_name.ipynb ...]",
               file=sys.stderr)
         return 2
     notebooks = [ROOT / a for a in args[1:]] or english_notebooks()  # ROOT / "/abs/path" is /abs/path
@@ -291,6 +309,9 @@ def main(argv=None):
             left = build(notebook)
             print(f"{shown(EDITION_DIR / name)}" + (f": {len(left)} markdown cells left in English (make zh-check "
                                                  f"lists them)" if left else ""))
+        elif args[0] == "english":
+            for index, line in english_lines(notebook):
+                print(f"{shown(EDITION_DIR / name)} cell {index}: {line[:150]}")
         else:
             found = problems(notebook)
             failed += len(found)
