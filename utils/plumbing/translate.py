@@ -275,6 +275,8 @@ def english_lines(notebook):
         texts = [source(cell)] if cell.get("cell_type") == "markdown" else []
         for out in cell.get("outputs", []):
             data = out.get("data", {})
+            if "image/png" in data:
+                continue  # a figure: its text/plain "<Figure ...>" is not shown, and its words are pixels
             texts.append(source({"source": out.get("text", data.get("text/markdown", data.get("text/plain", "")))}))
         for text in texts:
             for line in re.sub(r"\$\$.*?\$\$", "", text, flags=re.S).splitlines():  # display math is not prose
