@@ -295,8 +295,12 @@ def check_dropout(cls, p=0.4, seed=0):
         (x * (1 - p), "the output is scaled by (1 - p) in eval mode: that is the old, non-inverted dropout; "
          "inverted dropout scales in training, so in eval mode it is the identity, out = x")],
         formula="out = x in eval mode")
-    compare("Dropout.backward in eval mode: dx", call("Dropout.backward", layer.backward, dout.copy()), dout,
-            formula="dx = dout in eval mode")
+    dx = np.asarray(call("Dropout.backward", layer.backward, dout.copy()), dtype=np.float64)
+    if dx.shape == x.shape and np.any(dx == 0):
+        raise AssertionError("Dropout.backward in eval mode drops gradients. Likely cause: a new random mask in "
+                             "backward instead of the mask forward used (none in eval mode): dx = dout * self.mask, "
+                             "or dout itself when there is no mask")
+    compare("Dropout.backward in eval mode: dx", dx, dout, formula="dx = dout in eval mode")
     layer.train()
     out = np.asarray(call("Dropout.forward (train mode)", layer.forward, x.copy()), dtype=np.float64)
     if out.shape != x.shape:

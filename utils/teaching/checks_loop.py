@@ -28,7 +28,7 @@ class Net:
             x = layer.forward(x)
         return x
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):  # need_dx: accepted for utils.core.train's loop, not used
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
         return dout

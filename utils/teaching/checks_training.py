@@ -243,15 +243,18 @@ def check_cosine(fn, lr=0.1, total_steps=20, min_lr=0.01):
                     for i in t])
     schedule = lr_schedule(lr, "cosine", total_steps=total_steps, min_lr=min_lr)
     want = np.array([schedule(i) for i in t])
-    T, span, cos = total_steps, lr - min_lr, np.cos(np.pi * t / total_steps)
-    extra = [(min_lr + span * (1 + np.cos(np.pi * t / (2 * T))) / 2, "the cosine runs over 2 * total_steps: "
-              "pi * t / total_steps brings it from 1 down to -1 exactly at t = total_steps"),
-             (min_lr + span * cos, "cos(...) alone swings from +1 to -1 and the rate goes below min_lr: "
-              "use (1 + cos(pi * t / total_steps)) / 2, which goes from 1 to 0"),
-             (lr * (1 + cos) / 2, "min_lr is ignored: the rate goes from lr down to min_lr, not to 0"),
-             (min_lr + span * (1 + cos) / 2, f"the rate rises again after total_steps = {T}: hold it at min_lr, "
-              "e.g. t = min(t, total_steps)"),
-             (min_lr + span * (1 + np.cos(t / T)) / 2, "the angle is t / total_steps: it needs pi * t / total_steps")]
+    T, span = total_steps, lr - min_lr
+    extra = [(min_lr + span * (1 + np.cos(np.pi * t / T)) / 2, f"the rate rises again after total_steps = {T}: "
+              "hold it at min_lr, e.g. t = min(t, total_steps)")]
+    for tt in (np.minimum(t, T), t):  # each mistake with and without the hold at total_steps
+        cos = np.cos(np.pi * tt / T)
+        extra += [(min_lr + span * (1 + np.cos(np.pi * tt / (2 * T))) / 2, "the cosine runs over 2 * total_steps: "
+                   "pi * t / total_steps brings it from 1 down to -1 exactly at t = total_steps"),
+                  (min_lr + span * cos, "cos(...) alone swings from +1 to -1 and the rate goes below min_lr: "
+                   "use (1 + cos(pi * t / total_steps)) / 2, which goes from 1 to 0"),
+                  (lr * (1 + cos) / 2, "min_lr is ignored: the rate goes from lr down to min_lr, not to 0"),
+                  (min_lr + span * (1 + np.cos(tt / T)) / 2, "the angle is t / total_steps: it needs "
+                   "pi * t / total_steps")]
     correct(compare(f"{name}: the learning rates for t = 0..{t[-1]}", got, want, extra=extra, plural=True,
                     formula="min_lr + (lr - min_lr) * (1 + cos(pi * min(t, total_steps) / total_steps)) / 2"),
             f"cosine decay from {lr} to {min_lr} over {T} steps, then held")
