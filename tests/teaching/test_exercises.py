@@ -33,7 +33,7 @@ def test_every_exercise_cell_has_a_solution():
         fill_solutions(nbformat.read(NOTEBOOK, as_version=4), {})
 
 
-@pytest.mark.slow  # part E trains two networks for 5 epochs: 16 minutes on 2 cores shared with other jobs
+@pytest.mark.slow  # part E trains two networks for 5 epochs: 9 to 16 minutes on 2 cores shared with other jobs
 def test_with_the_solutions_filled_in_every_check_says_correct():
     """Also the end to end: the student-written networks reach the bar (check_trained says correct)."""
     nb, found = run(NOTEBOOK, solutions=True)
