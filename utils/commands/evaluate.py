@@ -76,7 +76,7 @@ def write_figures(r, folder):
     folder.mkdir(parents=True, exist_ok=True)
     model, y, y_hat, names = r["model"], r["y_test"], r["y_hat"], r["class_names"]
     figures = {"confusion_matrix.png": lambda: plot_confusion_matrix(y, y_hat, class_names=names),
-               "weights_heatmaps.png": lambda: plot_weight_heatmaps(model)}
+               "weights_heatmaps.png": lambda: plot_weight_heatmaps(model, class_names=names)}
     examples = [int(np.flatnonzero(y == k)[0]) for k in range(min(5, len(names))) if (y == k).any()]
     figures["activations.png"] = lambda: plot_activations(model, r["X_test"][examples], y[examples],
                                                                 class_names=names)
