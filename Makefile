@@ -93,7 +93,7 @@ lint: venv
 # The exercises notebook executed with every blank filled in from notebooks/solutions/ (in memory;
 # the committed notebook, blanks empty, is not changed); fails unless every check says "correct".
 solutions: venv
-	$(PY) -m utils grade --solutions notebooks/06_exercises.ipynb
+	$(PY) -m utils grade --solutions --timeout-cell 900 notebooks/06_exercises.ipynb
 
 bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt -c constraints.txt

@@ -16,9 +16,9 @@ from module import (
     softmax,
 )
 from utils.core.models import LAYERS, Sequential, evaluating, from_config, lenet5, mlp, param_shapes, summary
-from utils.teaching.gradcheck import gradcheck_layer, gradcheck_loss
+from utils.teaching.gradcheck import GRADCHECK_TOL, gradcheck_layer, gradcheck_loss
 
-TOL = 1e-6
+TOL = GRADCHECK_TOL  # the project's one gradient-check tolerance
 
 
 class SeededDropout(Dropout):

@@ -172,7 +172,7 @@ def test_download_is_checked_and_atomic(tmp_path, monkeypatch):
 
 def test_prepare_cifar10(tmp_path):
     write_folder(tmp_path, tiny_cifar())
-    d = prepare_cifar10(val_size=50, data_dir=tmp_path, verify=False)
+    d = prepare_cifar10(val_size=50, data_dir=tmp_path, verify=False, include_test=True)
     assert d["X_train"].shape == (150, 3072) and d["X_val"].shape == (50, 3072) and d["X_test"].shape == (40, 3072)
     assert all(d[k].dtype == np.float32 for k in ("X_train", "X_val", "X_test"))
     assert abs(d["X_train"].mean()) < 1e-5 and abs(d["X_train"].std() - 1) < 1e-4

@@ -80,7 +80,8 @@ def test_real_checksums_are_checked():
 
 @needs_real
 def test_prepare_real():
-    d = prepare_fashion_mnist()
+    assert "X_test" not in prepare_fashion_mnist(val_size=59000)  # the test split only when asked
+    d = prepare_fashion_mnist(include_test=True)
     assert d["X_train"].shape == (54000, 784) and d["X_val"].shape == (6000, 784)
     assert d["X_test"].shape == (10000, 784)
     for k in ("X_train", "X_val", "X_test"):
@@ -94,7 +95,7 @@ def test_prepare_real():
 
 @needs_real
 def test_prepare_real_not_flat():
-    d = prepare_fashion_mnist(val_size=1000, seed=1, flat=False)
+    d = prepare_fashion_mnist(val_size=1000, seed=1, flat=False, include_test=True)
     assert d["X_train"].shape == (59000, 1, 28, 28) and d["X_val"].shape == (1000, 1, 28, 28)
     assert d["X_test"].shape == (10000, 1, 28, 28) and d["X_test"].flags.c_contiguous
 

@@ -1,20 +1,23 @@
 """The project's key results stay where they should: regression bands measured over several seeds.
 
-The notebooks print their results but decide nothing on the test set, and their outputs that
-vary with the CPU are not compared by nbval. These tests rerun the key results and check them
-against bands:
+The bands gate on VALIDATION accuracy. The test set decides nothing, not even here: a band on
+test accuracy would accept or reject every code change by its test score, which is model
+selection on the test set by another name. The test set is read once, by python -m utils
+evaluate (notebook 04). These tests rerun the key results and check them against bands:
 
 * the search's winner must be among the top 3 complete trials of the committed search, and
   the experiment's config must hold one of those 3 (make test);
 * the MLP of configs/mlp_fashion.toml, trained as `python -m utils train` trains it (about
-  1 minute on one core), must reach a test accuracy in MLP_BAND, and LeNet-5
+  1 minute on one core), must reach a best validation accuracy in MLP_BAND, and LeNet-5
   (configs/lenet5_fashion.toml, about 3 minutes more) one in LENET_BAND: make test-slow, which
   CI runs (make test does not: notebook 03 trains the same MLP there).
 
-How the bands were measured (one BLAS thread, this project's 2-core machine, 2026-11-29):
-`python -m utils train --set seed=S` for the seeds listed below. Across CPUs the same seed
-moves by about as much as between seeds (a fresh clone on another machine gave 0.9024 for
-seed 0, 0.9019 here), so each band is the measured range widened by about 0.005 on each side.
+How the bands were measured (one BLAS thread, this project's 2-core machine): the best
+validation accuracy `python -m utils train --set seed=S` prints, for the seeds listed below
+(the seed also draws the validation split, so seeds differ by more here than on the fixed
+test set: 0.907 to 0.916). Across CPUs the same seed moves too (test accuracy of seed 0 on a
+fresh clone elsewhere: 0.9024 against 0.9019 here), so each band is the measured range widened
+by about 0.005 on each side.
 """
 import json
 import os
@@ -29,10 +32,15 @@ import pytest
 from utils.plumbing.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-MLP_MEASURED = {0: 0.9019, 1: 0.9018, 2: 0.9033, 3: 0.9015}  # seed: test accuracy
-MLP_BAND = (0.895, 0.910)
-LENET_MEASURED = {0: 0.9108}  # notebook 05 on 2026-11-29; the old, differently seeded initialisation gave 0.9142 (0.9170 on another CPU)
-LENET_BAND = (0.905, 0.925)
+# seed: best validation accuracy, python -m utils train --set seed=S --threads 1 on 2026-12-02;
+# seed 0 is also what log/best_model.npz records (notebook 03, 2026-11-29).
+MLP_MEASURED = {0: 0.9070, 1: 0.9162, 2: 0.9102, 3: 0.9090}
+MLP_BAND = (0.902, 0.921)
+# seed 0: the validation accuracy log/lenet5.npz records (notebook 05, 2026-11-29; its test
+# accuracy was 0.9108). One seed only: LeNet-5's full training takes too long to repeat here,
+# so the band is as wide as the MLP's seeds and CPUs need.
+LENET_MEASURED = {0: 0.9155}
+LENET_BAND = (0.906, 0.925)
 
 
 def test_the_bands_hold_what_was_measured():
@@ -40,36 +48,44 @@ def test_the_bands_hold_what_was_measured():
         assert all(band[0] + 0.003 <= acc <= band[1] - 0.003 for acc in measured.values()), (measured, band)
 
 
-def trained_test_accuracy(config, tmp_path):
-    """Run `python -m utils train --config CONFIG --out TMP --quiet`; the test accuracy it prints."""
+def test_the_committed_checkpoints_record_the_measured_seed_0():
+    from utils.core.checkpoint import load_model
+    for name, measured in (("best_model.npz", MLP_MEASURED), ("lenet5.npz", LENET_MEASURED)):
+        _, meta = load_model(ROOT / "log" / name)
+        assert round(meta["metrics"]["val_acc"], 4) == measured[0], (name, meta["metrics"]["val_acc"])
+
+
+def trained_val_accuracy(config, tmp_path):
+    """Run `python -m utils train --config CONFIG --out TMP --quiet`; the best validation accuracy it prints."""
     pytest.importorskip("threadpoolctl")
-    from utils.core.datasets import load_fashion_mnist
+    from utils.core.datasets import load_split
     try:
-        load_fashion_mnist()
+        load_split("fashion_mnist", "train")
     except (FileNotFoundError, OSError) as e:
         pytest.skip(f"Fashion-MNIST is not available here ({e}); run `python -m utils data`")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "utils", "train", "--config", str(ROOT / "configs" / f"{config}.toml"),
                           "--out", str(tmp_path), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    found = re.findall(r"test accuracy (\d\.\d+)", run.stdout)
+    assert "test accuracy" not in run.stdout, run.stdout  # training never reports the test set
+    found = re.findall(r"best epoch \d+: validation loss \d\.\d+, validation accuracy (\d\.\d+)", run.stdout)
     assert found, run.stdout
     return float(found[-1])
 
 
 @pytest.mark.slow  # about 1 minute (notebook 03 trains the same model under make test): make test-slow
-def test_the_mlp_reaches_its_test_accuracy_band(tmp_path):
-    acc = trained_test_accuracy("mlp_fashion", tmp_path)
+def test_the_mlp_reaches_its_validation_accuracy_band(tmp_path):
+    acc = trained_val_accuracy("mlp_fashion", tmp_path)
     assert MLP_BAND[0] <= acc <= MLP_BAND[1], (
-        f"configs/mlp_fashion.toml reached test accuracy {acc:.4f}, outside the band {MLP_BAND} measured over the "
-        f"seeds {MLP_MEASURED}: a change made the model worse (or better: then measure and move the band)")
+        f"configs/mlp_fashion.toml reached validation accuracy {acc:.4f}, outside the band {MLP_BAND} measured over "
+        f"the seeds {MLP_MEASURED}: a change made the model worse (or better: then measure and move the band)")
 
 
 @pytest.mark.slow  # about 3 minutes: make test-slow
-def test_lenet5_reaches_its_test_accuracy_band(tmp_path):
-    acc = trained_test_accuracy("lenet5_fashion", tmp_path)
+def test_lenet5_reaches_its_validation_accuracy_band(tmp_path):
+    acc = trained_val_accuracy("lenet5_fashion", tmp_path)
     assert LENET_BAND[0] <= acc <= LENET_BAND[1], (
-        f"configs/lenet5_fashion.toml reached test accuracy {acc:.4f}, outside {LENET_BAND} ({LENET_MEASURED})")
+        f"configs/lenet5_fashion.toml reached validation accuracy {acc:.4f}, outside {LENET_BAND} ({LENET_MEASURED})")
 
 
 def test_the_search_winner_is_among_the_committed_top_three():

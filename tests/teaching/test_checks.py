@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import module
-from utils.teaching import checks_layers as checks
+from utils.teaching import checks_common as checks
 from utils.teaching.checks_layers import check_im2col, check_layer, reference_im2col
 from utils.teaching.checks_training import check_l2, check_loss, check_schedule, check_search_loop, check_update
 
@@ -72,6 +72,37 @@ def linear_backward(dW=None, db=None, dx=None):
         self.grads["b"] = dout.sum(axis=0) if db is None else db(dout)
         return dout @ W.T if dx is None else dx(dout, W)
     return backward
+
+
+def rebinding_backward(self, dout, need_dx=True):
+    """Right numbers, but new arrays in the dict instead of the layer's own."""
+    self.grads["W"] = self.x.T @ dout
+    self.grads["b"] = dout.sum(axis=0)
+    return dout @ self.params["W"].T
+
+
+def accumulating_backward(self, dout, need_dx=True):
+    self.grads["W"] += self.x.T @ dout
+    self.grads["b"] += dout.sum(axis=0)
+    return dout @ self.params["W"].T
+
+
+def relu_in_place_backward(self, dout, need_dx=True):
+    dout[self.out <= 0] = 0
+    return dout
+
+
+def relu_in_place_forward(self, x):
+    np.maximum(x, 0, out=x)
+    self.out = x
+    return x
+
+
+def im2col_position_first(x, k, s, p):
+    """Columns in (output row, output column, image) order, module.Conv2D's memory order."""
+    cols = reference_im2col(x, k, s, p)
+    ho = (x.shape[2] + 2 * p - k) // s + 1
+    return cols.reshape(-1, len(x), ho, ho).transpose(0, 2, 3, 1).reshape(cols.shape)
 
 
 def schedule(name, formula):
@@ -165,8 +196,24 @@ BUGS = {
         ["grads['b']", "wrong axes"]),
     "im2col-no-padding": (check_im2col, lambda x, k, s, p: reference_im2col(x, k, s, 0), ["not padded"]),
     "im2col-channel-last": (check_im2col, lambda x, k, s, p: reference_im2col(x, k, s, p).reshape(
-        -1, x.shape[1], k, k).transpose(0, 2, 3, 1).reshape(-1, x.shape[1] * k * k),
+        x.shape[1], k, k, -1).transpose(1, 2, 0, 3).reshape(x.shape[1] * k * k, -1),
         ["(kernel row, kernel column, channel)"]),
+    "im2col-rows-per-position": (check_im2col, lambda x, k, s, p: reference_im2col(x, k, s, p).T,
+                                 ["transposed layout", "out = W_flat @ cols"]),
+    "im2col-columns-position-first": (check_im2col, lambda x, k, s, p: im2col_position_first(x, k, s, p),
+                                      ["(output row, output column, image)"]),
+    "linear-grads-rebound": (check_layer, layer(module.Linear, backward=rebinding_backward),
+                             ["replaced self.grads['W'] with a new array", "self.grads['W'][...] =", "stale"]),
+    "linear-grads-accumulate": (check_layer, layer(module.Linear, backward=accumulating_backward),
+                                ["twice the gradient", "(+=)", "self.grads['W'][...] ="]),
+    "linear-dx-untransposed": (check_layer, layer(module.Linear, backward=linear_backward(dx=lambda d, W: d @ W)),
+                               ["Linear.backward raised ValueError", "dx = dout @ W.T", "(4, 3) @ W.T (3, 5)"]),
+    "linear-dW-untransposed": (check_layer, layer(module.Linear, backward=linear_backward(dW=lambda x, d: x @ d)),
+                               ["Linear.backward raised ValueError", "dW = x.T @ dout"]),
+    "relu-dout-in-place": (check_layer, layer(module.ReLU, backward=relu_in_place_backward),
+                           ["ReLU.backward changed dout in place", "dx = dout * (x > 0)"]),
+    "relu-x-in-place": (check_layer, layer(module.ReLU, forward=relu_in_place_forward),
+                        ["ReLU.forward changed its input x in place"]),
     "loss-summed": (check_loss, loss_with(loss=lambda p, y, n: -np.log(p[np.arange(n), y]).sum()),
                     ["the loss", "N = 6 times too large"]),
     "loss-grad-not-divided": (check_loss, loss_with(grad=lambda p, onehot, n: p - onehot),
@@ -284,7 +331,7 @@ def step_as_text(t, lr, decay_factor, decay_steps):
 
 @pytest.mark.parametrize("run, words", [
     (lambda: check_layer(type("Linear", (RaisingInit,), {})),
-     ["Linear.__init__ raised TypeError: unsupported operand", "a mistake in __init__"]),
+     ["Linear.__init__ raised TypeError on the line `raise TypeError(", "unsupported operand", "a mistake in __init__"]),
     (lambda: check_layer(type("Linear", (NoParams,), {})),
      ["Linear.__init__ set no self.params dict", "super().__init__()"]),
     (lambda: check_update(texts), ["sgd_momentum (its w at step 1) returned str 'w'", "an array of numbers of shape (4, 3)"]),

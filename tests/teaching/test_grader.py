@@ -142,7 +142,10 @@ def test_the_parts_and_their_checks_come_from_the_handed_out_notebook():
                                              "momentum": ["check_update(sgd_momentum)"]}
     real = reference_parts(read_notebook(ROOT / "notebooks" / "06_exercises.ipynb"))
     assert real["linear"] == ["check_layer(Linear)"]
-    assert set(real) <= set(grader.read_solutions(ROOT / "notebooks" / "solutions" / "06_exercises.py"))
+    assert [call.split("(")[0] for call in real["end_to_end"]] == ["check_trained"] * 2  # a part of its own
+    assert "check_trained" not in " ".join(real["grid_search"])
+    given = {"end_to_end"}  # a "part" cell: given code, no solution
+    assert set(real) - given <= set(grader.read_solutions(ROOT / "notebooks" / "solutions" / "06_exercises.py"))
 
 
 @pytest.mark.parametrize("source, calls", [

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0[1-5]_*.ipynb"))
 DECIMAL = re.compile(r"(?<![\w.])(\d+\.\d+)(?!\w|\.\d)")  # "0.9019." counts, "1.2.3" does not
 LATEX = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", re.S)
+LINK = re.compile(r"\]\([^)\s]*\)|https?://\S+")  # a link's address is not a claim
 
 
 def markdown_decimals(cells):
@@ -23,7 +24,7 @@ def markdown_decimals(cells):
     found = {}
     for i, cell in enumerate(cells):
         if cell["cell_type"] == "markdown":
-            for number in DECIMAL.findall(LATEX.sub(" ", "".join(cell["source"]))):
+            for number in DECIMAL.findall(LINK.sub(" ", LATEX.sub(" ", "".join(cell["source"])))):
                 found.setdefault(number, i)
     return found
 
@@ -40,7 +41,8 @@ def output_text(cells):
 
 def test_the_number_check_sees_stale_numbers_and_skips_latex():
     cells = [{"cell_type": "markdown", "source": ["Accuracy 0.9019, $\\eta = 0.03$ and\n",
-                                                  "$$x = 1.5$$ then 2.38 s; version 1.2.3; it ends at 0.25."]},
+                                                  "$$x = 1.5$$ then 2.38 s; version 1.2.3; it ends at 0.25; ",
+                                                  "[a paper](https://arxiv.org/abs/1708.07747)."]},
              {"cell_type": "code", "source": [], "outputs": [{"output_type": "stream", "text": ["0.9019\n"]}]}]
     assert markdown_decimals(cells) == {"0.9019": 0, "2.38": 0, "0.25": 0}
     stale = [n for n in markdown_decimals(cells) if n not in output_text(cells)]

@@ -47,8 +47,7 @@ def test_set(model, meta, data_dir=None):
     if "mean" not in meta or "std" not in meta:
         raise CheckpointError("the checkpoint records no mean and std of its training data; "
                               "it cannot say how to standardise the test images")
-    loader = datasets.load_cifar10 if dataset == "cifar10" else datasets.load_fashion_mnist
-    _, (X_raw, y_test) = loader(data_dir)
+    X_raw, y_test = datasets.load_split(dataset, "test", data_dir)  # the one place the test split is read
     X_raw = X_raw.reshape(len(X_raw), -1, *X_raw.shape[-2:])  # (N, C, H, W) for both data sets
     X = scale(X_raw)
     X -= np.float32(meta["mean"])
@@ -77,7 +76,7 @@ def write_figures(r, folder):
     folder.mkdir(parents=True, exist_ok=True)
     model, y, y_hat, names = r["model"], r["y_test"], r["y_hat"], r["class_names"]
     figures = {"confusion_matrix.png": lambda: plot_confusion_matrix(y, y_hat, class_names=names),
-               "weights_heatmaps.png": lambda: plot_weight_heatmaps(model)}
+               "weights_heatmaps.png": lambda: plot_weight_heatmaps(model, class_names=names)}
     examples = [int(np.flatnonzero(y == k)[0]) for k in range(min(5, len(names))) if (y == k).any()]
     figures["activations.png"] = lambda: plot_activations(model, r["X_test"][examples], y[examples],
                                                                 class_names=names)

@@ -6,7 +6,7 @@
 from threadpoolctl import threadpool_limits
 
 from utils.core.experiment import build_model, experiment_metadata, load_data
-from utils.core.train import check_resumable, evaluate, train
+from utils.core.train import check_resumable, train
 from utils.plumbing.cli import check_at_least, parser, refuse_overwrite, run, run_folder
 from utils.plumbing.config import DEFAULT_EXPERIMENT, describe, load_config, parse_assignments
 from utils.plumbing.files import atomic_write
@@ -18,9 +18,11 @@ def main(argv=None):
 
 def _train(argv):
     p = parser("python -m utils train",
-               "Train the model an experiment config describes; print its history and test accuracy.",
+               "Train the model an experiment config describes; print its history and best validation "
+               "accuracy (never the test set's: that is read once, by python -m utils evaluate).",
                epilog="The checkpoint records the whole experiment, so python -m utils evaluate CHECKPOINT "
-                      "can test it later. Nothing is replaced unless --overwrite (or --resume) is given.")
+                      "tests it once the model is chosen. Nothing is replaced unless --overwrite (or --resume) "
+                      "is given.")
     p.add_argument("--config", default=DEFAULT_EXPERIMENT, help="experiment config: a name in configs/ or a path")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="change the config, e.g. --set lr=0.01 num_epochs=5 model.hidden_sizes=[256,128]")
@@ -43,19 +45,19 @@ def _train(argv):
     elif not a.overwrite:
         refuse_overwrite(checkpoint)
     print(f"{cfg['name']}: {describe(cfg)}")
-    data = load_data(cfg)
+    data = load_data(cfg)  # training and validation splits only: tuning must not see the test set
     model = build_model(cfg, data)
     with threadpool_limits(limits=a.threads, user_api="blas"):
         history = train(model, data["X_train"], data["y_train"], data["X_val"], data["y_val"],
                         checkpoint_path=checkpoint, resume=a.resume, progress=not a.quiet, seed=cfg["seed"],
                         metadata=experiment_metadata(cfg, data), **cfg["train"])
-        test_loss, test_acc = evaluate(model, data["X_test"], data["y_test"])
     with atomic_write(checkpoint.with_suffix(".history.csv"), "w") as f:
         history.to_csv(f, index=False)
     print(history.round(4).to_string(index=False))
     best = history.loc[history.val_acc.idxmax()]
-    print(f"best epoch {int(best.epoch)}: validation accuracy {best.val_acc:.4f} (weights saved to {checkpoint})")
-    print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f} "
-          f"({round(test_acc * len(data['y_test']))} of {len(data['y_test'])})")
+    print(f"best epoch {int(best.epoch)}: validation loss {best.val_loss:.4f}, validation accuracy "
+          f"{best.val_acc:.4f} ({round(best.val_acc * len(data['y_val']))} of {len(data['y_val'])}); "
+          f"weights saved to {checkpoint}")
+    print(f"compare runs by validation accuracy; test the one you keep, once: python -m utils evaluate {checkpoint}")
 
 

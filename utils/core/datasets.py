@@ -184,8 +184,19 @@ def _read_pair(images_path, labels_path, verify):
     return X, y.astype(np.int64)
 
 
+FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _fashion_mnist_split(split, data_dir=None, verify=True):
+    """One Fashion-MNIST split, "train" or "test", as raw arrays X (N, 28, 28) uint8, y (N,) int64."""
+    p = fetch_fashion_mnist(data_dir, verify)
+    images, labels = FASHION_FILES[split]
+    return _read_pair(p[images], p[labels], verify)
+
+
 def load_fashion_mnist(data_dir=None, verify=True):
-    """Load Fashion-MNIST as raw arrays (sources as in fetch_fashion_mnist).
+    """Load Fashion-MNIST as raw arrays (sources as in fetch_fashion_mnist), both splits.
 
     Inputs:
     - data_dir: folder holding the four .gz files, or None to search (and download).
@@ -194,10 +205,9 @@ def load_fashion_mnist(data_dir=None, verify=True):
     Returns ((X_train, y_train), (X_test, y_test)):
     - X_train: (60000, 28, 28) uint8; y_train: (60000,) int64 in 0..9
     - X_test: (10000, 28, 28) uint8; y_test: (10000,) int64 in 0..9
+    Training code wants load_split("fashion_mnist", "train"), which never reads the test files.
     """
-    p = fetch_fashion_mnist(data_dir, verify)
-    return (_read_pair(p["train-images-idx3-ubyte"], p["train-labels-idx1-ubyte"], verify),
-            _read_pair(p["t10k-images-idx3-ubyte"], p["t10k-labels-idx1-ubyte"], verify))
+    return load_split("fashion_mnist", "train", data_dir, verify), load_split("fashion_mnist", "test", data_dir, verify)
 
 
 # ---- CIFAR-10, the official binary version (no pickle)
@@ -266,13 +276,17 @@ def _class_list(raw, name):
                             f"one per line") from None
 
 
-def _cifar10_files(folder, verify):
-    """The six batches' bytes and the class list (or None), from folder or its tarball; None if absent."""
+def _cifar10_files(folder, verify, names=tuple(CIFAR10_FILES)):
+    """The batches' bytes (those in names) and the class list (or None), from folder or its tarball; None if absent.
+
+    From an unpacked folder only the named batches are read; from the tarball all six pass
+    through the decompressor (the MD5 covers the whole file) but only the named ones are kept.
+    """
     for d in (folder / CIFAR10_FOLDER, folder):
         # exists(), not is_file(): a FIFO or a folder in a file's place gets read_regular's clear error.
         if all((d / f).exists() for f in CIFAR10_FILES):
             meta = d / CIFAR10_META
-            files = {f: read_regular(d / f, CIFAR10_BATCH_BYTES, "a CIFAR-10 batch") for f in CIFAR10_FILES}
+            files = {f: read_regular(d / f, CIFAR10_BATCH_BYTES, "a CIFAR-10 batch") for f in names}
             classes = _class_list(read_regular(meta, CIFAR10_META_BYTES, "a list of class names"), meta) \
                 if meta.exists() else None
             return files, classes, d
@@ -288,39 +302,47 @@ def _cifar10_files(folder, verify):
     meta = files.pop(CIFAR10_META, None)
     classes = _class_list(meta, f"{tar_path}: {CIFAR10_META}") if meta is not None else None
     _check_md5(data, tar_path, verify)  # after unpacking, so a truncated file gets the message above
-    return files, classes, tar_path
+    return {f: files[f] for f in names}, classes, tar_path
 
 
 def load_cifar10(data_dir=None, verify=True):
-    """Load CIFAR-10 from the official binary version as raw arrays.
+    """Load CIFAR-10 from the official binary version as raw arrays, both splits.
+
+    Training code wants load_split("cifar10", "train"), which never parses the test batch.
+    Returns ((X_train, y_train), (X_test, y_test)), as _cifar10_split describes.
+    """
+    return load_split("cifar10", "train", data_dir, verify), load_split("cifar10", "test", data_dir, verify)
+
+
+def _cifar10_split(split, data_dir=None, verify=True):
+    """One CIFAR-10 split, "train" or "test", from the official binary version as raw arrays.
 
     Looks in data_dir (default cifar10_dir()) for the unpacked cifar-10-batches-bin folder,
     the six .bin files themselves, or cifar-10-binary.tar.gz; with no data_dir given and
     nothing found, downloads the tarball from CIFAR10_URL into cifar10_dir().
     verify: check the tarball's MD5 and the official sizes; False only for other files
     (the tests' tiny ones).
-    Returns ((X_train, y_train), (X_test, y_test)):
-    - X_train: (50000, 3, 32, 32) uint8, channels red, green, blue; y_train: (50000,) int64 in 0..9
-    - X_test: (10000, 3, 32, 32) uint8; y_test: (10000,) int64 in 0..9
+    Returns (X, y):
+    - train: X (50000, 3, 32, 32) uint8, channels red, green, blue; y (50000,) int64 in 0..9
+    - test: X (10000, 3, 32, 32) uint8; y (10000,) int64 in 0..9
     Raises FileNotFoundError if data_dir holds none of these, DataFileError for corrupt files.
     """
     folder = cifar10_dir() if data_dir is None else Path(data_dir)
-    found = _cifar10_files(folder, verify)
+    names = tuple(CIFAR10_FILES[:-1]) if split == "train" else (CIFAR10_FILES[-1],)
+    found = _cifar10_files(folder, verify, names)
     if found is None:
         if data_dir is not None:
             raise FileNotFoundError(f"CIFAR-10 not found in {folder}: expected {CIFAR10_TAR}, "
                                     f"a {CIFAR10_FOLDER} folder or the files {', '.join(CIFAR10_FILES)}")
         _download_cifar10(folder, verify)
-        found = _cifar10_files(folder, verify)
+        found = _cifar10_files(folder, verify, names)
     files, classes, source = found
     if classes is not None and tuple(classes) != CIFAR10_CLASSES:
         shown = classes[:12] + (["..."] if len(classes) > 12 else [])
         raise DataFileError(f"{source}: {CIFAR10_META} lists the classes {shown}, "
                             f"expected {list(CIFAR10_CLASSES)}")
-    batches = [read_cifar10_batch(files[f], f"{source}: {f}", verify) for f in CIFAR10_FILES]
-    X_train = np.concatenate([X for X, _ in batches[:-1]])
-    y_train = np.concatenate([y for _, y in batches[:-1]])
-    return (X_train, y_train), batches[-1]
+    batches = [read_cifar10_batch(files[f], f"{source}: {f}", verify) for f in names]
+    return np.concatenate([X for X, _ in batches]), np.concatenate([y for _, y in batches])
 
 
 # The data sets prepare() knows: how to load each, its image shape (C, H, W), class names and
@@ -330,6 +352,21 @@ DATASETS = {
                           val_size=6000),
     "cifar10": dict(load=load_cifar10, image_shape=(3, 32, 32), class_names=CIFAR10_CLASSES, val_size=5000),
 }
+SPLIT_READERS = {"fashion_mnist": _fashion_mnist_split, "cifar10": _cifar10_split}
+
+
+def load_split(dataset, split, data_dir=None, verify=True):
+    """One official split of a data set as raw arrays (X uint8 (N, ...), y int64 (N,)).
+
+    split: "train" (the images training, validation and the search draw from) or "test".
+    The test split is read only where a finished model is tested: python -m utils evaluate
+    and the notebooks' final test cells. Training and the search never ask for it (the tests
+    check this by making this function refuse "test").
+    """
+    if dataset not in SPLIT_READERS or split not in ("train", "test"):
+        raise ValueError(f"load_split: expected a data set in {sorted(SPLIT_READERS)} and a split "
+                         f"'train' or 'test', got {dataset!r} and {split!r}")
+    return SPLIT_READERS[dataset](split, data_dir, verify)
 
 
 def main(argv=None):

@@ -13,15 +13,17 @@ from utils.core.preprocess import mirrored_copies
 from utils.plumbing.errors import ConfigError
 
 
-def load_data(cfg, data_dir=None):
+def load_data(cfg, data_dir=None, include_test=False):
     """The data set the config names, split and standardised (see utils.core.prepared.prepare).
 
     Images are flat rows for an MLP and (N, C, H, W) for LeNet-5; with augment = "mirror"
-    the training set also holds a mirrored copy of every image.
+    the training set also holds a mirrored copy of every image. The training and validation
+    splits only: X_test and y_test only with include_test=True, for a final test of a finished
+    model (python -m utils evaluate reads the test split on its own).
     """
     d = cfg["data"]
     data = prepare(d["dataset"], val_size=d["val_size"], seed=cfg["seed"],
-                            flat=cfg["model"]["builder"] == "mlp", data_dir=data_dir)
+                   flat=cfg["model"]["builder"] == "mlp", data_dir=data_dir, include_test=include_test)
     if d["augment"] == "mirror":
         data["X_train"], data["y_train"] = mirrored_copies(data["X_train"], data["y_train"], data["image_shape"])
     return data

@@ -2,12 +2,16 @@
 
 `prepare("fashion_mnist")` or `prepare("cifar10")` returns the dict every notebook and the
 training command use; `save_prepared` / `load_prepared` pass it between notebooks without pickle.
+Both hold the training and validation splits only, unless asked for the test split with
+include_test=True: training and the search never see it; python -m utils evaluate and the
+notebooks' final test cells read it once, at the end.
 """
 import math
 from pathlib import Path
 
 import numpy as np
 
+from utils.core import datasets
 from utils.core.datasets import DATASETS
 from utils.core.preprocess import scale, standardize, stratified_split
 from utils.plumbing import paths
@@ -17,6 +21,7 @@ from utils.plumbing.validate import check_bool, check_choice, check_int, is_int
 
 MAX_PREPARED_BYTES = 2**30  # a prepared .npz: CIFAR-10's, the largest, is 737 MB
 SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+TEST_KEYS = ("X_test", "y_test")
 
 
 def prepared_path(dataset="fashion_mnist"):
@@ -24,17 +29,20 @@ def prepared_path(dataset="fashion_mnist"):
     return paths.data_dir() / f"{check_choice('dataset', dataset, DATASETS)}_prepared.npz"
 
 
-def prepare(dataset="fashion_mnist", val_size=None, seed=0, flat=True, data_dir=None, verify=True):
+def prepare(dataset="fashion_mnist", val_size=None, seed=0, flat=True, data_dir=None, verify=True,
+            include_test=False):
     """Load a data set and make it ready for training.
 
     Splits val_size stratified samples off the training images (default: 6000 of Fashion-MNIST's
-    60000, 5000 of CIFAR-10's 50000), scales to [0, 1], then standardizes all three sets with the
+    60000, 5000 of CIFAR-10's 50000), scales to [0, 1], then standardizes the sets with the
     mean and std of what is left for training (the validation and test sets must not leak into them).
     Inputs: dataset "fashion_mnist" or "cifar10"; seed: integer >= 0 for the split; flat: rows
-    for an MLP, else images for a conv net; data_dir, verify: as for utils.core.datasets.load_fashion_mnist.
+    for an MLP, else images for a conv net; data_dir, verify: as for utils.core.datasets.load_fashion_mnist;
+    include_test: also read the test split (False: its files are not even opened), for the
+    final test only: training and model selection use the validation split.
     Returns a dict with
-    - X_train, X_val, X_test: float32 of shape (N, C * H * W) if flat, else (N, C, H, W)
-    - y_train, y_val, y_test: int64 of shape (N,)
+    - X_train, X_val (and X_test if include_test): float32 of shape (N, C * H * W) if flat, else (N, C, H, W)
+    - y_train, y_val (and y_test): int64 of shape (N,)
     - mean, std: floats, the training statistics on the [0, 1] scale
     - dataset: the name; image_shape: (C, H, W), e.g. (1, 28, 28); num_classes: 10;
       class_names: tuple of str, class k's name at index k.
@@ -42,26 +50,37 @@ def prepare(dataset="fashion_mnist", val_size=None, seed=0, flat=True, data_dir=
     spec = DATASETS[check_choice("dataset", dataset, DATASETS)]
     val_size = spec["val_size"] if val_size is None else check_int("val_size", val_size, low=1)
     seed, flat = check_int("seed", seed, low=0), check_bool("flat", flat)
-    (X, y), (X_test, y_test) = spec["load"](data_dir, check_bool("verify", verify))
+    verify, include_test = check_bool("verify", verify), check_bool("include_test", include_test)
+    X, y = datasets.load_split(dataset, "train", data_dir, verify)  # via the module: the tests watch it
     X_train, y_train, X_val, y_val = stratified_split(X, y, val_size, seed)
-    X_train, X_val, X_test, mean, std = standardize(scale(X_train), scale(X_val), scale(X_test))
+    X_train, X_val, mean, std = standardize(scale(X_train), scale(X_val))
     image_shape = spec["image_shape"]
     shape = (-1, math.prod(image_shape)) if flat else (-1, *image_shape)  # (N, C, H, W) for conv nets
-    return dict(X_train=X_train.reshape(shape), y_train=y_train,
-                X_val=X_val.reshape(shape), y_val=y_val,
-                X_test=X_test.reshape(shape), y_test=y_test, mean=mean, std=std,
-                dataset=dataset, image_shape=image_shape, num_classes=len(spec["class_names"]),
-                class_names=spec["class_names"])
+    data = dict(X_train=X_train.reshape(shape), y_train=y_train, X_val=X_val.reshape(shape), y_val=y_val,
+                mean=mean, std=std, dataset=dataset, image_shape=image_shape,
+                num_classes=len(spec["class_names"]), class_names=spec["class_names"])
+    if include_test:
+        X_test, data["y_test"] = datasets.load_split(dataset, "test", data_dir, verify)
+        data["X_test"] = standardize_like(scale(X_test), mean, std).reshape(shape)
+    return data
 
 
-def prepare_fashion_mnist(val_size=6000, seed=0, flat=True, data_dir=None, verify=True):
+def standardize_like(X, mean, std):
+    """X (float32, scaled to [0, 1]) shifted and scaled by a training set's mean and std, in place,
+    exactly as utils.core.preprocess.standardize treats its other arrays."""
+    X -= mean
+    X /= std
+    return X
+
+
+def prepare_fashion_mnist(val_size=6000, seed=0, flat=True, data_dir=None, verify=True, include_test=False):
     """prepare("fashion_mnist", ...): X of shape (N, 784) if flat, else (N, 1, 28, 28)."""
-    return prepare("fashion_mnist", val_size, seed, flat, data_dir, verify)
+    return prepare("fashion_mnist", val_size, seed, flat, data_dir, verify, include_test)
 
 
-def prepare_cifar10(val_size=5000, seed=0, flat=True, data_dir=None, verify=True):
+def prepare_cifar10(val_size=5000, seed=0, flat=True, data_dir=None, verify=True, include_test=False):
     """prepare("cifar10", ...): X of shape (N, 3072) if flat, else (N, 3, 32, 32)."""
-    return prepare("cifar10", val_size, seed, flat, data_dir, verify)
+    return prepare("cifar10", val_size, seed, flat, data_dir, verify, include_test)
 
 
 def save_prepared(data, path=None):
@@ -80,11 +99,13 @@ def save_prepared(data, path=None):
     return path
 
 
-def load_prepared(path=None):
+def load_prepared(path=None, include_test=False):
     """Read a dict written by save_prepared (path: default prepared_path()).
 
     Returns dict name -> array; numbers and strings saved as scalars come back as Python
     numbers and str (e.g. "mean", "std", "dataset"), image_shape and class_names as tuples.
+    X_test and y_test are left out unless include_test (then a file without them is an error):
+    training and the search read this file too, and must not see the test split.
     A file written before image_shape, num_classes and class_names were saved gets them from
     the shape of its images. Raises DataFileError naming the file if it is corrupt, too large
     or holds anything but arrays.
@@ -93,9 +114,13 @@ def load_prepared(path=None):
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run notebooks/01_data_preparation.ipynb "
                                 f"first or call prepare_fashion_mnist()")
+    include_test = check_bool("include_test", include_test)
     arrays = read_npz(path, MAX_PREPARED_BYTES, MAX_PREPARED_BYTES, what="a prepared data set (.npz)")
-    data = {k: v.item() if v.ndim == 0 else v for k, v in arrays.items()}
-    return _data_set_info(data, path)
+    data = _data_set_info({k: v.item() if v.ndim == 0 else v for k, v in arrays.items()}, path)
+    if include_test and not all(k in data for k in TEST_KEYS):
+        raise DataFileError(f"{path} holds no test split (X_test, y_test): save it with prepare(..., "
+                            f"include_test=True), or test with python -m utils evaluate")
+    return data if include_test else {k: v for k, v in data.items() if k not in TEST_KEYS}
 
 
 def _data_set_info(data, path):

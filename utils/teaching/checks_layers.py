@@ -1,144 +1,17 @@
-"""Checks for the exercises (notebook 06) that say which output is wrong and why: layers, im2col.
-
-The checks of the training exercises (loss, L2, SGD, schedules, the grid loop) are in
-utils/teaching/checks_training.py; both use the comparison below. Each ``check_*`` runs the student's
-code and the project's reference (module.py, utils/core/optim.py) on the same small float64
-inputs, with non-zero random weights and biases.
-- right: it prints one line, "correct: relative error 3e-10 (...)";
-- wrong: it raises AssertionError naming the output or gradient that differs and the
-  likely cause, recognised by comparing the student's result with the results of known
-  mistakes (a missing division by N, a transposed dW, a missing ReLU mask, ...);
-- not written yet (NotImplementedError): it prints "not implemented yet: write ..., then
-  rerun this cell" and returns, so that the notebook as handed out runs top to bottom.
+"""Checks for the layer exercises of notebook 06 (Linear, ReLU, Sigmoid, Tanh, MaxPool2D, Conv2D, Dropout)
+and for im2col, each against module.py's layer of the same name on small float64 inputs with non-zero
+weights and biases. Besides the numbers, a layer must keep module.py's contract: backward writes INTO
+self.grads' arrays (never replaces them, never adds to them), changes no weight, and neither pass
+changes the array it was given. What the three verdicts look like: utils/teaching/checks_common.py.
 """
-import contextlib
-import functools
 import itertools
-import warnings
+import re
 
 import numpy as np
 
 import module
-from utils.teaching.gradcheck import gradcheck_layer, rel_error
-
-TOL = 1e-7  # float64 against float64: a right answer agrees to ~1e-15
-
-
-class NotWrittenYet(Exception):
-    """The student's code raised NotImplementedError; what names the blank."""
-
-
-def checker(fn):
-    """Turn NotWrittenYet into the friendly one-line message; let AssertionError through."""
-    @functools.wraps(fn)
-    def check(*args, **kwargs):
-        try:
-            fn(*args, **kwargs)
-        except NotWrittenYet as e:
-            print(f"not implemented yet: write {e}, then rerun this cell")
-    return check
-
-
-@contextlib.contextmanager
-def skip_if_unwritten():
-    """Run a block that uses the student's code; print the friendly message if a blank is still empty."""
-    try:
-        yield
-    except NotImplementedError as e:
-        print(f"not implemented yet: write {str(e) or 'the function above'}, then rerun this cell")
-
-
-def call(what, fn, *args, cause="an array of the wrong shape; print the shapes of the arrays on that line"):
-    """fn(*args); NotImplementedError becomes NotWrittenYet, any other error an AssertionError naming what."""
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return fn(*args)
-    except NotImplementedError:
-        raise NotWrittenYet(what) from None
-    except Exception as e:
-        raise AssertionError(f"{what} raised {type(e).__name__}: {e}. Likely cause: {cause}") from e
-
-
-def numbers(what, value, shape=None):
-    """value as a float64 array, or an AssertionError saying what the student's code returned instead."""
-    if value is None:
-        raise AssertionError(f"{what} returned None: did you forget `return`?")
-    try:
-        if isinstance(value, (str, bytes)) or any(isinstance(v, (str, bytes)) for v in np.ravel(
-                np.asarray(value, dtype=object))):
-            raise TypeError("text")
-        out = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        want = "a number" if shape == () else "an array of numbers" + (f" of shape {shape}" if shape else "")
-        raise AssertionError(f"{what} returned {type(value).__name__} {value!r:.60}; expected {want}") from None
-    return out
-
-
-def build(name, cls, args):
-    """The student's layer cls(*args), checked to have the params and grads dicts the layer contract asks for."""
-    student = call(f"{name}.__init__", cls, *args, cause="a mistake in __init__ itself; it runs with the "
-                   f"arguments {args}, as the exercise gives them")
-    for attribute in ("params", "grads"):
-        if not isinstance(getattr(student, attribute, None), dict):
-            raise AssertionError(f"{name}.__init__ set no self.{attribute} dict (got "
-                                 f"{type(getattr(student, attribute, None)).__name__}). Likely cause: "
-                                 f"super().__init__() was not called first (it creates self.params and self.grads)")
-    return student
-
-
-def _close(a, b):
-    return a.shape == b.shape and bool(np.all(np.isfinite(a))) and rel_error(a, b) < TOL
-
-
-def compare(what, got, want, n=None, extra=()):
-    """Return the relative error of got against want, or raise AssertionError with the likely cause.
-
-    what: names the output, e.g. "Linear.backward: grads['W']"; want: the reference array;
-    n: the batch size, so that a factor of N can be recognised; extra: (candidate, cause)
-    pairs, the results of known mistakes, tried first.
-    """
-    def fail(cause):
-        raise AssertionError(f"{what} is wrong. Likely cause: {cause}")
-
-    if got is None:
-        fail("it is None: a missing `return` (or the array was never assigned)")
-    want = np.asarray(want, dtype=np.float64)
-    try:
-        got = np.asarray(got, dtype=np.float64)
-    except (TypeError, ValueError):
-        fail(f"expected an array of shape {want.shape}, got {type(got).__name__}")
-    if _close(got, want):
-        return rel_error(got, want)
-    for candidate, cause in extra:
-        if _close(got, np.asarray(candidate, dtype=np.float64)):
-            fail(cause)
-    if got.shape != want.shape:
-        if got.ndim == 2 and got.T.shape == want.shape:
-            fail(f"transposed: it has shape {got.shape}, the reference {want.shape}; a gradient has the shape "
-                 "of what it is the gradient of (swap the operands of the product, or transpose them)")
-        fail(f"shape mismatch: expected {want.shape}, got {got.shape}")
-    if not np.all(np.isfinite(got)):
-        fail("it contains NaN or inf (an overflow, or a division by zero)")
-    if n and _close(got * n, want):
-        fail(f"it is N = {n} times too small: an extra division by the batch size N")
-    if n and _close(got, want * n):
-        fail(f"it is N = {n} times too large: a missing division by the batch size N")
-    if _close(-got, want):
-        fail("a sign error: it is the reference times -1")
-    if not np.any(got):
-        fail("it is all zeros: was it ever computed (or assigned to the right name)?")
-    nonzero = np.abs(want) > 1e-12
-    ratio = got[nonzero] / want[nonzero] if nonzero.any() else np.array([])
-    if ratio.size and np.allclose(ratio, ratio[0], rtol=1e-9) and not np.any(got[~nonzero]):
-        fail(f"off by a constant factor {ratio[0]:.4g}")
-    fail(f"it differs from the reference (relative error {rel_error(got, want):.1e}); compare your "
-         "formula with the one in the markdown above, term by term")
-
-
-def correct(err, label):
-    print(f"correct: relative error {err:.0e} ({label})")
-
+from utils.teaching.checks_common import build, call, checker, close, compare, correct
+from utils.teaching.gradcheck import gradcheck_layer
 
 # ---------------------------------------------------------------- layers
 
@@ -231,14 +104,70 @@ def _one_max_per_window(dx, x, dout, k):
                 and np.all((dw != 0).sum(axis=-1) <= 1))
 
 
+FORMULAS = {  # what each gradient is, in the notebook's terms
+    ("Linear", "x"): "dx = dout @ W.T", ("Linear", "W"): "dW = x.T @ dout", ("Linear", "b"): "db = dout.sum(axis=0)",
+    ("ReLU", "x"): "dx = dout * (x > 0)", ("Sigmoid", "x"): "dx = dout * s * (1 - s), s = sigmoid(x)",
+    ("Tanh", "x"): "dx = dout * (1 - t**2), t = tanh(x)",
+    ("MaxPool2D", "x"): "dx = dout at the first maximum of each window, 0 elsewhere",
+    ("Conv2D", "x"): "dcols = W_flat.T @ d, then col2im", ("Conv2D", "W"): "dW = (d @ cols.T).reshape(W.shape)",
+    ("Conv2D", "b"): "db = d.sum(axis=1), d = dout as (F, N*Ho*Wo)",
+}
+NAMES_W = re.compile(r"\bW\b|\[.W.\]|\bW_flat\b|\bweights?\b")
+NAMES_X = re.compile(r"\bx\b|self\.x\b|\bcols\b|\bX\b")
+
+
+def _shape_hint(name, shapes):
+    """explain() for call(): on a shape error in backward, the product whose operands are the wrong way round."""
+    def explain(error, line):
+        if not isinstance(error, ValueError) or name not in ("Linear", "Conv2D"):
+            return None
+        if name == "Linear":
+            (n, d), m = shapes["x"], shapes["W"][1]
+            dx = f"dx = dout @ W.T: dout ({n}, {m}) @ W.T ({m}, {d}) -> ({n}, {d}), the shape of x"
+            dw = f"dW = x.T @ dout: x.T ({d}, {n}) @ dout ({n}, {m}) -> ({d}, {m}), the shape of W"
+        else:
+            f, ck = shapes["W"][0], int(np.prod(shapes["W"][1:]))
+            dx = f"dcols = W_flat.T @ d: W_flat.T ({ck}, {f}) @ d ({f}, P) -> ({ck}, P), the shape of cols"
+            dw = f"dW = d @ cols.T: d ({f}, P) @ cols.T (P, {ck}) -> ({f}, {ck}), then reshape to W's shape"
+        uses_w, uses_x = bool(NAMES_W.search(line)), bool(NAMES_X.search(line))
+        if uses_w and not uses_x:
+            return f"this line computes dx with its operands in the wrong order or untransposed; {dx}"
+        if uses_x and not uses_w:
+            return f"this line computes dW with its operands in the wrong order or untransposed; {dw}"
+        return f"a product with its operands the wrong way round; {dx}; {dw}"
+    return explain
+
+
+def _contract(name, student, x, x_given, dout, dout_given, grads_before):
+    """The layer contract beyond the numbers: inputs untouched, grads written into, not replaced."""
+    if not np.array_equal(x_given, x):
+        raise AssertionError(f"{name}.forward changed its input x in place (e.g. x[x < 0] = 0, or out=x). Likely "
+                             "cause: an in-place operation on x; the layer below keeps that array as its output, "
+                             "and backward reads it: make a new array (np.maximum(x, 0) returns one)")
+    if not np.array_equal(dout_given, dout):
+        raise AssertionError(f"{name}.backward changed dout in place (e.g. dout[x <= 0] = 0). Likely cause: an "
+                             "in-place operation on dout, the caller's array (a layer with several users, or a "
+                             "test that reuses it, would see it changed): build a new array, "
+                             f"{FORMULAS.get((name, 'x'), 'dx = dout * local gradient')}")
+    for k, before in grads_before.items():
+        if student.grads.get(k) is not before:
+            raise AssertionError(
+                f"{name}.backward replaced self.grads[{k!r}] with a new array (self.grads[{k!r}] = ...) instead "
+                f"of writing into it (self.grads[{k!r}][...] = ...). Likely cause: assignment to the dict entry. "
+                "Why it matters: the network and the optimiser collect references to these arrays once "
+                "(Network.grads in this notebook, model.grads in module.py's contract); a new array is never "
+                "seen by them, so training would step with stale gradients without any error")
+
+
 @checker
 def check_layer(layer, kind=None, seed=0):
     """Check a layer class (or instance) against module.py's layer of the same name (or kind).
 
     layer: the class (built here with the arguments the exercise gives) or an instance (its
     weights are replaced by the check's random ones). Checks forward, then backward: dx and
-    every grads[k], and that backward leaves the weights alone. Prints "correct: ..." or
-    raises AssertionError with the likely cause.
+    every grads[k], that backward leaves the weights alone, writes into grads' arrays (a second
+    backward gives the same grads, not their sum), and changes neither x nor dout. Prints
+    "correct: ..." or raises AssertionError with the likely cause.
     """
     cls = layer if isinstance(layer, type) else type(layer)
     name = kind or cls.__name__
@@ -255,11 +184,15 @@ def check_layer(layer, kind=None, seed=0):
             student.params[k] = p.copy()
             student.grads[k] = np.zeros_like(p)
         want = ref.forward(x.copy())
-        got = call(f"{name}.forward", student.forward, x.copy())
+        x_given = x.copy()
+        got = call(f"{name}.forward", student.forward, x_given)
         errors.append(compare(f"{name}.forward: the output", got, want, extra=_forward_mistakes(name, ref, x, want)))
         dout = rng.standard_normal(want.shape)
         before = {k: p.copy() for k, p in student.params.items()}
-        dx = call(f"{name}.backward", student.backward, dout.copy())
+        grads_before = {k: student.grads[k] for k in ref.params}
+        dout_given = dout.copy()
+        shapes = {"x": x.shape, **{k: p.shape for k, p in ref.params.items()}}
+        dx = call(f"{name}.backward", student.backward, dout_given, explain=_shape_hint(name, shapes))
         want_dx = ref.backward(dout.copy())
         for k in before:
             if not np.array_equal(before[k], student.params[k]):
@@ -268,10 +201,21 @@ def check_layer(layer, kind=None, seed=0):
         if name == "MaxPool2D" and np.shape(dx) == x.shape and _one_max_per_window(dx, x, dout, ref.kernel_size):
             want_dx = np.asarray(dx, dtype=np.float64)  # another tie-break than the reference's: also right
         errors.append(compare(f"{name}.backward: the returned dx", dx, want_dx, n=len(x),
-                              extra=_backward_mistakes(name, ref, x, dout, "x")))
+                              extra=_backward_mistakes(name, ref, x, dout, "x"), formula=FORMULAS.get((name, "x"))))
         for k in ref.params:
             errors.append(compare(f"{name}.backward: self.grads[{k!r}]", student.grads.get(k), ref.grads[k],
-                                  n=len(x), extra=_backward_mistakes(name, ref, x, dout, k)))
+                                  n=len(x), extra=_backward_mistakes(name, ref, x, dout, k),
+                                  formula=FORMULAS.get((name, k))))
+        _contract(name, student, x, x_given, dout, dout_given, grads_before)
+        if ref.params:  # a second batch: grads hold its gradient, not the sum of both
+            call(f"{name}.forward", student.forward, x.copy())
+            call(f"{name}.backward", student.backward, dout.copy())
+            for k in ref.params:
+                if close(np.asarray(student.grads[k], dtype=np.float64), 2 * ref.grads[k]):
+                    raise AssertionError(
+                        f"{name}.backward: self.grads[{k!r}] after a second backward is twice the gradient. Likely "
+                        f"cause: backward adds to the gradient (+=), so every batch would step with the sum of all "
+                        f"batches so far; write into it: self.grads[{k!r}][...] = ... ({FORMULAS[(name, k)]})")
         checked.append((student, x))
     # The verdict above compares with the reference; the number shown is the classic gradient
     # check, on the first case (no ties for MaxPool2D, where central differences would fail).
@@ -283,29 +227,38 @@ def check_layer(layer, kind=None, seed=0):
 # ---------------------------------------------------------------- im2col
 
 def reference_im2col(x, kernel_size, stride=1, padding=0):
-    """x (N, C, H, W) -> cols (N * Ho * Wo, C * k * k): one row per output position, (n, row, col) order,
-    its columns in (channel, kernel row, kernel column) order, as W.reshape(F, -1)."""
+    """x (N, C, H, W) -> cols (C * k * k, N * Ho * Wo), notebook 05's layout: one column per output
+    position, in (image, output row, output column) order; its rows in (channel, kernel row, kernel
+    column) order, as W.reshape(F, -1), so that out = W.reshape(F, -1) @ cols."""
     k, s = kernel_size, stride
     x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     n, c, h, w = x.shape
     ho, wo = (h - k) // s + 1, (w - k) // s + 1
-    cols = np.empty((n, ho, wo, c, k, k), dtype=x.dtype)
+    cols = np.empty((c, k, k, n, ho, wo), dtype=x.dtype)
     for i, j in itertools.product(range(ho), range(wo)):
-        cols[:, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k]
-    return cols.reshape(n * ho * wo, c * k * k)
+        cols[:, :, :, :, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k].transpose(1, 2, 3, 0)
+    return cols.reshape(c * k * k, n * ho * wo)
 
 
 @checker
 def check_im2col(fn, seed=0):
-    """Check fn(x, kernel_size, stride, padding) -> cols (N * Ho * Wo, C * k * k) against reference_im2col."""
+    """Check fn(x, kernel_size, stride, padding) -> cols (C * k * k, N * Ho * Wo) against reference_im2col."""
     x = np.random.default_rng(seed).standard_normal((2, 3, 5, 5))
     errs = []
     for k, s, p in ((3, 1, 1), (3, 2, 0), (2, 1, 0)):
         want = reference_im2col(x, k, s, p)
         n, c = x.shape[:2]
-        reordered = want.reshape(len(want), c, k, k).transpose(0, 2, 3, 1).reshape(want.shape)
-        extra = [(reordered, "the columns are in (kernel row, kernel column, channel) order; W.reshape(F, -1) "
-                  "needs (channel, kernel row, kernel column)")]
+        ho = wo = (5 + 2 * p - k) // s + 1
+        extra = [(want.T, "the transposed layout (one row per output position, N * Ho * Wo rows): notebooks 05 "
+                  "and 06 put one COLUMN per output position, cols (C * k * k, N * Ho * Wo), so that "
+                  "out = W_flat @ cols"),
+                 (want.reshape(c, k, k, -1).transpose(1, 2, 0, 3).reshape(want.shape),
+                  "the rows are in (kernel row, kernel column, channel) order; W.reshape(F, -1) needs "
+                  "(channel, kernel row, kernel column)"),
+                 (want.reshape(-1, n, ho, wo).transpose(0, 2, 3, 1).reshape(want.shape),
+                  "the columns are in (output row, output column, image) order (module.Conv2D's memory "
+                  "order); here they go (image, output row, output column), so that W_flat @ cols reshapes "
+                  "to (F, N, Ho, Wo)")]
         if p:
             extra.append((reference_im2col(x, k, s, 0), "the input was not padded: np.pad rows and columns by "
                           "`padding` on each side first"))
@@ -313,5 +266,78 @@ def check_im2col(fn, seed=0):
             extra.append((reference_im2col(x, k, 1, p), "the stride is ignored: window (i, j) starts at "
                           "row i * stride, column j * stride"))
         got = call("im2col", fn, x.copy(), k, s, p)
-        errs.append(compare(f"im2col(x, kernel_size={k}, stride={s}, padding={p})", got, want, extra=extra))
+        errs.append(compare(f"im2col(x, kernel_size={k}, stride={s}, padding={p})", got, want, extra=extra,
+                            formula=f"cols of shape (C*k*k, N*Ho*Wo) = {want.shape}"))
     correct(max(errs), "im2col, three kernel/stride/padding settings")
+
+
+# ---------------------------------------------------------------- dropout
+
+@checker
+def check_dropout(cls, p=0.4, seed=0):
+    """Check a Dropout(p, rng) class: inverted dropout in train mode, the identity in eval mode.
+
+    The student's random draws cannot be replayed, so the check reads the mask off the output:
+    in train mode about a fraction p of the units is 0 and the others are x / (1 - p); backward
+    multiplies dout by that same mask; a second forward draws a new mask; eval mode is x itself.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(1, 2, (100, 100)) * rng.choice([-1, 1], (100, 100))  # never 0: a 0 in out means dropped
+    dout = rng.standard_normal(x.shape)
+    layer = build("Dropout", cls, [p, seed])
+    fix = "out = x * mask, mask = (rng.random(x.shape) >= p) / (1 - p)"
+    layer.eval()
+    out = np.asarray(call("Dropout.forward (eval mode)", layer.forward, x.copy()), dtype=np.float64)
+    if out.shape == x.shape and np.any(out == 0):
+        raise AssertionError("Dropout.forward in eval mode drops units. Likely cause: self.training is not "
+                             "looked at; net.eval() sets it to False, and then dropout must return x unchanged")
+    compare("Dropout.forward in eval mode: the output", out, x, extra=[
+        (x * (1 - p), "the output is scaled by (1 - p) in eval mode: that is the old, non-inverted dropout; "
+         "inverted dropout scales in training, so in eval mode it is the identity, out = x")],
+        formula="out = x in eval mode")
+    dx = np.asarray(call("Dropout.backward", layer.backward, dout.copy()), dtype=np.float64)
+    if dx.shape == x.shape and np.any(dx == 0):
+        raise AssertionError("Dropout.backward in eval mode drops gradients. Likely cause: a new random mask in "
+                             "backward instead of the mask forward used (none in eval mode): dx = dout * self.mask, "
+                             "or dout itself when there is no mask")
+    compare("Dropout.backward in eval mode: dx", dx, dout, formula="dx = dout in eval mode")
+    layer.train()
+    out = np.asarray(call("Dropout.forward (train mode)", layer.forward, x.copy()), dtype=np.float64)
+    if out.shape != x.shape:
+        raise AssertionError(f"Dropout.forward in train mode returned shape {out.shape}, expected {x.shape}")
+    kept = out != 0
+    if kept.all():
+        raise AssertionError("Dropout.forward in train mode dropped nothing. Likely cause: the mask is not "
+                             f"applied, or self.training is read the wrong way round (expected: {fix})")
+    share = 1 - kept.mean()
+    if abs(share - p) > 0.03:
+        cause = (f"p is the probability of DROPPING a unit, but a share {share:.2f} close to 1 - p was dropped: "
+                 "keep = rng.random(x.shape) >= p" if abs(share - (1 - p)) < 0.03 else
+                 f"a share {share:.2f} of the units was dropped, expected about p = {p}")
+        raise AssertionError(f"Dropout.forward in train mode is wrong. Likely cause: {cause} (expected: {fix})")
+    ratio = out[kept] / x[kept]
+    for factor, cause in ((1, "the kept units are not scaled: inverted dropout divides them by (1 - p), so that "
+                           "the expected output is x and eval mode needs no change"),
+                          (1 - p, "the kept units are multiplied by (1 - p); inverted dropout DIVIDES by (1 - p)"),
+                          (1 / p, "the kept units are divided by p; divide by the keep probability, (1 - p)")):
+        if np.allclose(ratio, factor):
+            raise AssertionError(f"Dropout.forward in train mode is wrong. Likely cause: {cause} (expected: {fix})")
+    err = compare("Dropout.forward in train mode: the kept units", ratio, np.full(ratio.shape, 1 / (1 - p)),
+                  formula="x / (1 - p) where kept")
+    mask = kept / (1 - p)
+    dx = np.asarray(call("Dropout.backward", layer.backward, dout.copy()), dtype=np.float64)
+    if dx.shape == x.shape and np.any((dx != 0) != kept) and abs((dx == 0).mean() - p) < 0.05:
+        raise AssertionError("Dropout.backward is wrong. Likely cause: a new random mask in backward; the gradient "
+                             "must flow through the units forward kept: keep the mask (self.mask) and reuse it, "
+                             "dx = dout * self.mask")
+    err = max(err, compare("Dropout.backward in train mode: dx", dx, dout * mask, extra=[
+        (dout, "backward passes dout through unchanged: multiply it by forward's mask, dx = dout * self.mask"),
+        (dout * kept, "backward's mask is not scaled by 1 / (1 - p) as forward's was: dx = dout * self.mask")],
+        formula="dx = dout * mask, the mask of the last forward"))
+    again = np.asarray(call("Dropout.forward (train mode)", layer.forward, x.copy()), dtype=np.float64)
+    if np.array_equal(again != 0, kept):
+        raise AssertionError("Dropout.forward drops the same units on every call. Likely cause: the mask is "
+                             "drawn once (in __init__), or from a generator re-created with the same seed in "
+                             "forward; draw a new mask every forward from self.rng, made once in __init__")
+    correct(err, f"inverted dropout, p = {p}: about {share:.0%} dropped, the rest scaled by 1/(1-p); "
+            "identity in eval mode")

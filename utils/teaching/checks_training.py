@@ -1,7 +1,8 @@
-"""Checks for the training exercises of notebook 06: the loss, L2, SGD with momentum, the
-learning-rate schedules and the grid-search loop. Same behaviour as utils/teaching/checks_layers.py (which
-holds the layer checks and the comparison they share): one line when right, an AssertionError
-naming the likely mistake when wrong, a friendly message when the blank is still empty.
+"""Checks for the training exercises of notebook 06: the loss, L2, SGD with momentum, Adam, the
+learning-rate schedules (step, exponential, cosine) and the grid-search loop, each against
+utils/core/optim.py or module.py. The verdicts (one line when right, an AssertionError naming the likely
+mistake and the formula expected when wrong, a friendly message when the blank is still empty) are
+utils/teaching/checks_common.py's. K is the number of classes (C is kept for channels).
 """
 import itertools
 import math
@@ -11,7 +12,7 @@ import numpy as np
 import module
 from utils.core import models
 from utils.core.optim import SGD, l2_penalty, l2_regularize, lr_schedule
-from utils.teaching.checks_layers import call, checker, compare, correct, numbers
+from utils.teaching.checks_common import call, checker, close, compare, correct, numbers
 from utils.teaching.gradcheck import numerical_gradient, rel_error
 
 # ---------------------------------------------------------------- loss
@@ -37,12 +38,12 @@ def _call_loss(fn, logits, y):
 def check_loss(fn, seed=0):
     """Check fn(logits, y) -> (loss, dlogits) against module.SoftmaxCrossEntropy.
 
-    logits (N, C), y (N,) integer labels; loss is the mean over the batch of -log p[y],
+    logits (N, K), y (N,) integer labels; loss is the mean over the batch of -log p[y],
     dlogits = (p - onehot(y)) / N. Also feeds logits near 1000, where exp overflows
     unless each row is shifted by its maximum first.
     """
     rng = np.random.default_rng(seed)
-    n, c = 6, 5  # N differs from C, so a division by the wrong one is told apart
+    n, c = 6, 5  # N differs from K, so a division by the wrong one is told apart
     logits, y = rng.standard_normal((n, c)), rng.integers(0, c, n)
     ref = module.SoftmaxCrossEntropy()
     want_loss = ref.forward(logits.copy(), y)
@@ -58,11 +59,13 @@ def check_loss(fn, seed=0):
     compare("softmax_cross_entropy: the loss", loss, want_loss, n=n, extra=[
         (cols_loss, "the softmax is taken over the wrong axis: normalise each row (axis=1), one row per image"),
         (-p[np.arange(n), y].mean(), "the log is missing: the loss is -log p[y]"),
-        (want_loss / c, "divided by the number of classes C as well: divide by N only")])
+        (want_loss / c, "divided by the number of classes K as well: divide by N only")],
+        formula="loss = -log(p[range(N), y]).mean()")
     compare("softmax_cross_entropy: dlogits", grad, want_grad, n=n, extra=[
         (cols_grad, "the softmax is taken over the wrong axis: normalise each row (axis=1)"),
         (p / n, "the 1 at the true class is not subtracted: dlogits = (p - onehot(y)) / N"),
-        ((p - onehot) / c, "divided by the number of classes C instead of the batch size N")])
+        ((p - onehot) / c, "divided by the number of classes K instead of the batch size N")],
+        formula="dlogits = (p - onehot(y)) / N")
     big = 1000 + 50 * logits  # exp(1000) overflows float64
     loss, grad = _call_loss(fn, big, y)
     want_loss = ref.forward(big.copy(), y)
@@ -109,7 +112,8 @@ def check_l2(fn, l2_lambda=0.1, seed=0):
         (l2_lambda * weights, "the penalty is missing its factor 1/2: it is l2_lambda / 2 * sum(W**2) "
          "(that 1/2 makes the gradient l2_lambda * W)"),
         (l2_lambda / 2 * sum(np.sqrt(np.sum(v ** 2)) for k, v in params.items() if k.endswith(".W")),
-         "the norm is not squared: sum(W**2), not sqrt(sum(W**2))")])
+         "the norm is not squared: sum(W**2), not sqrt(sum(W**2))")],
+        formula="penalty = l2_lambda / 2 * sum of (W**2).sum() over the weights")
     for _, _, _, g in model.parameters():
         g[...] = 0
     l2_regularize(model, l2_lambda)
@@ -124,7 +128,7 @@ def check_l2(fn, l2_lambda=0.1, seed=0):
             (2 * l2_lambda * p, "the gradient is 2x too large: with the penalty l2_lambda / 2 * sum(W**2) "
              "the gradient is l2_lambda * W"),
             (l2_lambda / 2 * p, "the gradient is missing its factor: d/dW of l2_lambda / 2 * sum(W**2) is "
-             "l2_lambda * W, not l2_lambda / 2 * W")]))
+             "l2_lambda * W, not l2_lambda / 2 * W")], formula="l2_lambda * W"))
     correct(err, "L2 penalty and its gradient, biases not penalised")
 
 
@@ -175,40 +179,147 @@ def check_update(step_fn, lr=0.1, momentum=0.9, seed=0):
             (_momentum_variant(w0, grads[:t], lr, momentum, "momentum_sign"), "the momentum sign: it is "
              "+momentum * v, the velocity keeps its direction"),
             (_momentum_variant(w0, grads[:t], lr, momentum, "dampening"), "the gradient is scaled by "
-             "(1 - momentum): that is an average, not the momentum update v = momentum * v - lr * dw")]))
+             "(1 - momentum): that is an average, not the momentum update v = momentum * v - lr * dw")],
+            formula="v = momentum * v - lr * dw; w = w + v", plural=True))
     correct(err, "SGD with momentum, three steps")
 
 
 # ---------------------------------------------------------------- learning-rate schedules
 
+def _schedule_mistakes(kind, t, lr, f, s):
+    extra = [(lr * f ** t, f"the decay is applied every iteration instead of every decay_steps = {s}: "
+              f"the exponent is t / decay_steps{' rounded down' if kind == 'step' else ''}, not t")]
+    if kind == "step":
+        return extra + [
+            (lr * f ** (t / s), "the decay is smooth: a step schedule uses integer division, t // decay_steps"),
+            (lr * f ** (t // s + 1), "decayed one step too early: at t = 0 the rate must be lr itself")]
+    return extra + [
+        (lr * f ** (t // s), "the decay is a staircase: an exponential schedule uses t / decay_steps, "
+         "not t // decay_steps"),
+        (lr * np.exp(-f * t / s), "exp(-decay_factor * t / decay_steps) is another schedule: here the "
+         "rate is lr * decay_factor ** (t / decay_steps)")]
+
+
 @checker
 def check_schedule(fn, kind=None, lr=0.1, decay_factor=0.5, decay_steps=5):
     """Check fn(t, lr, decay_factor, decay_steps) -> the learning rate at iteration t.
 
-    kind: "step" or "exponential"; by default read from the function's name.
-    Compared with utils.core.optim.lr_schedule for t = 0 .. 3 * decay_steps.
+    kind: "step" or "exponential"; by default read from the function's name, and when the name
+    does not tell, the function passes if it is either schedule. Compared with
+    utils.core.optim.lr_schedule for t = 0 .. 3 * decay_steps.
     """
-    kind = kind or ("step" if "step" in fn.__name__ else "exponential" if "exp" in fn.__name__ else None)
-    if kind not in ("step", "exponential"):
-        raise ValueError(f"check_schedule: say kind='step' or kind='exponential' (the name {fn.__name__!r} "
-                         "does not tell)")
+    name = getattr(fn, "__name__", "the schedule")
+    if kind is None:
+        kind = "step" if "step" in name else "exponential" if "exp" in name else None
+    if kind not in (None, "step", "exponential"):
+        raise AssertionError(f"check_schedule(kind={kind!r}) is wrong. Likely cause: kind is 'step' or "
+                             "'exponential' (the cosine schedule has its own check, check_cosine)")
     t = np.arange(3 * decay_steps + 1)
-    want = np.array([lr_schedule(lr, kind, decay_factor, decay_steps)(i) for i in t])
-    got = np.array([numbers(f"{fn.__name__}(t={i}, ...)", call(fn.__name__, fn, int(i), lr, decay_factor, decay_steps),
-                            shape=()) for i in t])
     f, s = decay_factor, decay_steps
-    extra = [(lr * f ** t, f"the decay is applied every iteration instead of every decay_steps = {s}: "
-              f"the exponent is t / decay_steps{' rounded down' if kind == 'step' else ''}, not t")]
-    if kind == "step":
-        extra += [(lr * f ** (t / s), "the decay is smooth: a step schedule uses integer division, t // decay_steps"),
-                  (lr * f ** (t // s + 1), "decayed one step too early: at t = 0 the rate must be lr itself")]
-    else:
-        extra += [(lr * f ** (t // s), "the decay is a staircase: an exponential schedule uses t / decay_steps, "
-                   "not t // decay_steps"),
-                  (lr * np.exp(-f * t / s), "exp(-decay_factor * t / decay_steps) is another schedule: here the "
-                   "rate is lr * decay_factor ** (t / decay_steps)")]
-    correct(compare(f"{fn.__name__}: the learning rates for t = 0..{t[-1]}", got, want, extra=extra),
-             f"{kind} decay, t = 0..{t[-1]}")
+    got = np.array([numbers(f"{name}(t={i}, ...)", call(name, fn, int(i), lr, f, s), shape=()) for i in t])
+    kinds = [kind] if kind else ["step", "exponential"]
+    wants = {k: np.array([lr_schedule(lr, k, f, s)(i) for i in t]) for k in kinds}
+    for k, want in wants.items():
+        if close(got, want):
+            return correct(rel_error(got, want), f"{k} decay, t = 0..{t[-1]}")
+    if kind is None:  # neither: judge against the one it is nearer to
+        kind = min(wants, key=lambda k: rel_error(got, wants[k]))
+        name = f"{name} (taken as the {kind} schedule, the nearer; pass kind= to say which)"
+    formula = ("lr * decay_factor ** (t // decay_steps)" if kind == "step"
+               else "lr * decay_factor ** (t / decay_steps)")
+    compare(f"{name}: the learning rates for t = 0..{t[-1]}", got, wants[kind],
+            extra=_schedule_mistakes(kind, t, lr, f, s), formula=formula, plural=True)
+
+
+@checker
+def check_cosine(fn, lr=0.1, total_steps=20, min_lr=0.01):
+    """Check fn(t, lr, total_steps, min_lr) -> the cosine schedule's rate at iteration t, for t = 0 .. total_steps + 5.
+
+    lr_t = min_lr + (lr - min_lr) * (1 + cos(pi * t / total_steps)) / 2, and min_lr after total_steps.
+    """
+    t = np.arange(total_steps + 6)
+    name = getattr(fn, "__name__", "cosine_decay")
+    got = np.array([numbers(f"{name}(t={i}, ...)", call(name, fn, int(i), lr, total_steps, min_lr), shape=())
+                    for i in t])
+    schedule = lr_schedule(lr, "cosine", total_steps=total_steps, min_lr=min_lr)
+    want = np.array([schedule(i) for i in t])
+    T, span = total_steps, lr - min_lr
+    extra = [(min_lr + span * (1 + np.cos(np.pi * t / T)) / 2, f"the rate rises again after total_steps = {T}: "
+              "hold it at min_lr, e.g. t = min(t, total_steps)")]
+    for tt in (np.minimum(t, T), t):  # each mistake with and without the hold at total_steps
+        cos = np.cos(np.pi * tt / T)
+        extra += [(min_lr + span * (1 + np.cos(np.pi * tt / (2 * T))) / 2, "the cosine runs over 2 * total_steps: "
+                   "pi * t / total_steps brings it from 1 down to -1 exactly at t = total_steps"),
+                  (min_lr + span * cos, "cos(...) alone swings from +1 to -1 and the rate goes below min_lr: "
+                   "use (1 + cos(pi * t / total_steps)) / 2, which goes from 1 to 0"),
+                  (lr * (1 + cos) / 2, "min_lr is ignored: the rate goes from lr down to min_lr, not to 0"),
+                  (min_lr + span * (1 + np.cos(tt / T)) / 2, "the angle is t / total_steps: it needs "
+                   "pi * t / total_steps")]
+    correct(compare(f"{name}: the learning rates for t = 0..{t[-1]}", got, want, extra=extra, plural=True,
+                    formula="min_lr + (lr - min_lr) * (1 + cos(pi * min(t, total_steps) / total_steps)) / 2"),
+            f"cosine decay from {lr} to {min_lr} over {T} steps, then held")
+
+
+# ---------------------------------------------------------------- Adam
+
+def _adam(params, grads_seq, lr, b1, b2, eps, variant=None):
+    """The parameters after len(grads_seq) steps of (a mistaken) Adam from zero moments."""
+    p = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v2 = {k: np.zeros_like(v) for k, v in p.items()}
+    t = 0
+    for grads in grads_seq:
+        t += variant != "t_fixed"
+        for j, k in enumerate(p):
+            g, tt = grads[k], (t - 1) * len(p) + j + 1 if variant == "t_per_param" else max(t, 1)
+            m[k] = b1 * m[k] + (1 - b1) * g
+            v2[k] = b2 * v2[k] + (1 - b2) * (np.abs(g) if variant == "v_of_g" else g * g)
+            m_hat, v_hat = (m[k], v2[k]) if variant == "no_bias_correction" else (m[k] / (1 - b1 ** tt),
+                                                                                 v2[k] / (1 - b2 ** tt))
+            p[k] = p[k] - lr * m_hat / ((v_hat if variant == "no_sqrt" else np.sqrt(v_hat)) + eps)
+    return p
+
+
+@checker
+def check_adam(cls, lr=0.01, seed=0):
+    """Check an Adam class: Adam(lr) with step(params, grads), params and grads dicts name -> array,
+    the params updated in place; three steps from zero moments against the textbook rule (and
+    utils.core.optim.Adam, which folds the bias corrections into the step size: the same numbers).
+    """
+    rng = np.random.default_rng(seed)
+    params = {"0.W": rng.standard_normal((4, 3)), "0.b": rng.standard_normal(3)}
+    grads_seq = [{k: rng.standard_normal(v.shape) * 10 ** -j for k, v in params.items()} for j in range(3)]
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    opt = call("Adam.__init__", cls, lr, cause="a mistake in __init__; it is called as Adam(lr)")
+    live = {k: v.copy() for k, v in params.items()}
+    arrays = dict(live)
+    err = 0.0
+    for step, grads in enumerate(grads_seq, 1):
+        call("Adam.step", opt.step, live, {k: g.copy() for k, g in grads.items()})
+        for k in live:
+            if live[k] is not arrays[k] or not np.shares_memory(live[k], arrays[k]):
+                raise AssertionError(f"Adam.step replaced params[{k!r}] with a new array. Likely cause: "
+                                     f"params[{k!r}] = ...; write into the network's array instead, "
+                                     f"params[{k!r}] -= ... (or [...] =), or the network never sees the update")
+        if step == 1 and not all(np.all(np.isfinite(np.asarray(v, dtype=np.float64))) for v in live.values()):
+            raise AssertionError("Adam.step: the params after step 1 are NaN or inf. Likely cause: t is still 0 in "
+                                 "the bias correction, 1 - beta1**0 = 0, a division by zero: t += 1 before "
+                                 "computing m_hat and v_hat (the first step has t = 1)")
+        want = _adam(params, grads_seq[:step], lr, b1, b2, eps)
+        for k in live:
+            extra = [(_adam(params, grads_seq[:step], lr, b1, b2, eps, v)[k], cause) for v, cause in (
+                ("no_bias_correction", "the bias correction is missing: m and v start at 0, so early steps are "
+                 "too small or too large; m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t)"),
+                ("t_per_param", "the step count t goes up once per parameter; it counts steps: t += 1 once per "
+                 "call of step, before the loop over the parameters"),
+                ("t_fixed", "the step count t never changes: t += 1 at the start of every step, so the bias "
+                 "correction fades out as t grows"),
+                ("v_of_g", "the second moment averages |g|; it averages g**2: v = beta2 * v + (1 - beta2) * g**2"),
+                ("no_sqrt", "the square root is missing: divide by sqrt(v_hat) + eps"))]
+            err = max(err, compare(f"Adam.step: params[{k!r}] after step {step}", live[k], want[k], extra=extra,
+                                   formula="t += 1; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g**2; "
+                                   "p -= lr * m_hat / (sqrt(v_hat) + eps)"))
+    correct(err, "Adam, three steps, bias-corrected")
 
 
 # ---------------------------------------------------------------- the grid-search loop

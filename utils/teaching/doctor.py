@@ -6,16 +6,29 @@
   epoch, a sample of each weight matrix (for histograms), the update-to-weight ratio
   ||W_e - W_(e-1)|| / ||W_(e-1)|| and the activation stats on a fixed probe batch;
 * ``diagnose(model, X, y, history=None)``: the doctor, "why doesn't my network learn?", a
-  ranked list of findings (what was measured, why it matters, the fix).
+  ranked list of findings (what was measured, why it matters, the fix); the findings and the
+  checks for common student bugs are in utils.teaching.findings.
 """
-from dataclasses import dataclass
+import copy
 
 import numpy as np
 import pandas as pd
 
 from module import Activation, LeakyReLU, ReLU, SoftmaxCrossEntropy
 from utils.core.models import ACTIVATIONS, evaluating, from_config, linear_layers
-from utils.core.optim import Adam
+from utils.core.optim import SGD, Adam
+from utils.teaching.findings import (
+    Diagnosis,
+    Finding,
+    check_label_order,
+    check_overlap,
+    check_plateau,
+    check_train_mode,
+    mark_consequences,
+)
+
+__all__ = ["FLAT", "DOCTOR", "Diagnosis", "Finding", "TrainingMonitor", "activation_stats", "diagnose",
+           "relative_slope", "update_ratios"]
 
 # A unit is "flat" where its local derivative is below this share of the activation's
 # largest derivative: |tanh| > 0.97 (Karpathy's rule of thumb), sigmoid < 0.015 or > 0.985,
@@ -124,43 +137,14 @@ class TrainingMonitor:
 
 # ---------------------------------------------------------------- the doctor: "why doesn't my network learn?"
 
-@dataclass
-class Finding:
-    """One problem diagnose() found: what it measured, why that matters, and the fix."""
-    problem: str
-    measured: str
-    why: str
-    fix: str
-    severity: int  # 3: training cannot work; 2: it learns badly or slowly; 1: worth a look
-
-    def __str__(self):
-        return f"{self.problem}\n   measured: {self.measured}\n   why: {self.why}\n   fix: {self.fix}"
-
-
-class Diagnosis(list):
-    """diagnose()'s findings, most severe first, with every measured signal in .signals."""
-
-    def __init__(self, findings, signals):
-        super().__init__(findings)
-        self.signals = signals
-
-    def __str__(self):
-        head = (["nothing wrong found"] if not self else
-                [f"{i}. {finding}" for i, finding in enumerate(self, 1)])
-        signals = ", ".join(f"{k} {_fmt(v)}" for k, v in self.signals.items())
-        return "\n".join(head + [f"signals: {signals}"])
-
-    __repr__ = __str__
-
-
-def _fmt(v):
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-# Thresholds, with the reasoning behind each in the finding's text.
+# Thresholds, with the reasoning behind each in the finding's text. The update-to-weight ratio
+# |dW| / |W| of one real optimiser step (the median over the weight matrices) has one target,
+# about 1e-3 in steady training (Karpathy), and one healthy band around it, 1e-5..1e-1
+# (100x either side): the first steps from initialisation reach ~1e-2, momentum included
+# ~1e-1. The doctor flags a ratio outside the band, and its fix moves it back into the band.
 DOCTOR = {"sample": 1000, "probe_size": 20, "probe_steps": 200, "dead": 0.5, "saturated": 0.5,
-          "ratio_low": 1e-5, "ratio_high": 0.3, "one_class": 0.9,
-          "lr": 0.05}  # a typical SGD learning rate, judged when neither lr nor a history is given
+          "ratio_target": 1e-3, "ratio_low": 1e-5, "ratio_high": 1e-1, "one_class": 0.9,
+          "lr": 0.05}  # a typical SGD learning rate, judged when neither optimizer, lr nor a history is given
 
 
 def _copy(model):
@@ -186,22 +170,58 @@ def _overfit_steps(model, X, y, steps):
     return None
 
 
-def diagnose(model, X, y, history=None, lr=None, seed=0):
+def update_ratios(model, optimizer):
+    """Update-to-weight ratios |W_after - W_before| / |W| of one real step of optimizer, per weight matrix.
+
+    model: a copy whose grads hold the gradients (it is changed); optimizer: SGD or Adam, copied
+    with its state, so the caller's is untouched. Returns ({name: ratio}, note): when the
+    optimiser has momentum but no velocity yet, its first step is the plain SGD one and later
+    steps grow up to 1/(1 - momentum) times larger; the ratios are scaled to that steady size.
+    """
+    opt = copy.deepcopy(optimizer)
+    before = {name: p.copy() for _, name, p, _ in model.parameters() if name.endswith(".W") and np.any(p)}
+    with np.errstate(all="ignore"):
+        opt.step(model)
+    ratios = {name: float(np.linalg.norm(model.params[name] - W) / np.linalg.norm(W)) for name, W in before.items()}
+    mu = getattr(opt, "momentum", 0.0)
+    if isinstance(opt, SGD) and mu > 0 and not optimizer.slots["velocity"]:
+        first = 1 + mu if opt.nesterov else 1.0  # the size of the first step, in units of lr * |dW|
+        ratios = {k: v / first / (1 - mu) for k, v in ratios.items()}
+        return ratios, (f"SGD with momentum {mu:g}: one step from zero velocity, times 1/(1 - {mu:g}) = "
+                        f"{1 / (1 - mu):.3g} for the steady step")
+    if isinstance(opt, Adam) and optimizer.t == 0:
+        return ratios, "Adam's first step (about lr per weight)"
+    return ratios, f"one step of {type(opt).__name__}" + (" with its state" if opt.slots and any(opt.slots.values())
+                                                            else "")
+
+
+def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_train=None, y_train=None,
+             predict=None):
     """Why does (or would) this network not learn? Checks model on (X, y) and, if given, its history.
 
-    model: a Sequential; X: inputs as the model takes them (N, ...), y: (N,) integer labels;
-    history: train()'s DataFrame (for NaN, exploding loss, accuracy stuck at chance);
-    lr: the learning rate to judge the update-to-weight ratio by (default: the history's
-    first lr, else DOCTOR["lr"], 0.05, a typical SGD learning rate: pass yours). The model is not changed: every probe
-    runs on a copy. Returns a Diagnosis, a list of Finding, most severe first (empty for a
-    healthy network), whose .signals holds every number measured; print() it.
+    model: a Sequential; X: inputs as the model takes them (N, ...), y: (N,) integer labels,
+    typically the validation set; a random sample of DOCTOR["sample"] (1,000) of them is probed
+    (drawn with seed), and the printout says so.
+    history: train()'s DataFrame (for NaN, exploding loss, a plateau, accuracy stuck at chance);
+    optimizer: the optimiser to take one real step with (e.g. utils.core.train.make_optimizer(
+    cfg["train"]), or your own, state included; it is copied); default plain SGD with lr
+    (default: the history's first lr, else DOCTOR["lr"], 0.05).
+    X_train, y_train: the training set in its stored order, to check that X is not in it and
+    that the labels are not sorted. predict: your evaluation code, a function X -> logits or
+    labels (e.g. lambda X: model.forward(X)), called twice on the same images: predictions that
+    differ mean dropout is on at evaluation. The model is not changed: every probe runs on a copy.
+    Returns a Diagnosis, a list of Finding, most severe first (empty for a healthy network),
+    whose .signals holds every number measured; print() it.
     """
     X, y = np.asarray(X), np.asarray(y)
     if len(X) == 0 or len(X) != len(y):
         raise ValueError(f"diagnose: expected X with N > 0 rows and labels y of shape (N,), "
                          f"got {X.shape} and {y.shape}")
+    if optimizer is not None and not isinstance(optimizer, (SGD, Adam)):
+        raise ValueError(f"diagnose: optimizer must be a utils.core.optim SGD or Adam, got {optimizer!r}")
     if lr is None:
         lr = float(history["lr"].iloc[0]) if history is not None and len(history) and "lr" in history else DOCTOR["lr"]
+    optimizer = SGD(lr) if optimizer is None else optimizer
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(X), min(len(X), DOCTOR["sample"]), replace=False)
     Xs, ys = X[pick], y[pick]
@@ -221,10 +241,14 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
             "scale to [0, 1] (X / 255), then standardise with the training set's mean and std "
             "(utils.core.preprocess.scale, utils.core.preprocess.standardize)", 3)
     elif abs(s["input_mean"]) > 0.5 or not 0.5 < s["input_std"] < 2:
+        far = abs(s["input_mean"]) > 1 or not 0.1 < s["input_std"] < 10
         add("inputs are not standardised", f"input mean {s['input_mean']:.3g}, std {s['input_std']:.3g} "
-            "(expected about 0 and 1)", "off-centre or badly scaled inputs slow gradient descent down: all "
-            "first-layer weights of a unit move in the same direction (mean far from 0) or the steps fit badly",
-            "subtract the training set's mean and divide by its std (utils.core.preprocess.standardize)", 2)
+            "(standardised: about 0 and 1)", ("off-centre or badly scaled inputs slow gradient descent down: all "
+            "first-layer weights of a unit move in the same direction (mean far from 0) or the steps fit badly"
+            if far else "a mild note: inputs in [0, 1] (std ~0.35) train fine (d2l trains Fashion-MNIST so); "
+            "centring them helps gradient descent a little"),
+            "subtract the training set's mean and divide by its std (utils.core.preprocess.standardize)",
+            2 if far else 1)
 
     # Weights all zero: every unit of a layer computes the same, forever.
     zero = [name for name, p in twin.params.items() if name.endswith(".W") and not np.any(p)]
@@ -235,25 +259,28 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
             "with ReLU the gradients are exactly 0 and nothing but the last biases learns",
             "initialise with small random weights, He (ReLU) or Glorot (sigmoid, tanh), as module.Linear does", 3)
 
-    # The loss on the data: at initialisation it should be ln(C), the loss of guessing uniformly.
+    # The loss on the data: at initialisation about ln(K) for K classes, the loss of guessing uniformly.
     with np.errstate(all="ignore"):
         logits = twin.forward(np.ascontiguousarray(Xs, dtype=dtype))
         loss_fn = SoftmaxCrossEntropy()
         loss = loss_fn.forward(logits, ys) if np.isfinite(logits).all() else float("nan")
-    num_classes = logits.shape[1]
-    s["loss"], s["chance_loss"] = float(loss), float(np.log(num_classes))
+    K = logits.shape[1]
+    s["loss"], s["chance_loss"] = float(loss), float(np.log(K))
     if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in twin.params.values()):
         add("the loss is NaN or inf", f"loss {loss} on {len(Xs)} samples",
             "a NaN spreads to every weight at the next update; the network cannot recover",
             "lower the learning rate (divide by 10), check the inputs for NaN, start from fresh weights", 3)
-    elif loss > 2 * s["chance_loss"]:  # LeNet-5 at He initialisation: 1.7 ln(C); weights x10: 7 ln(C)
-        add("the loss is far above chance", f"loss {loss:.3g}, against ln({num_classes}) = {s['chance_loss']:.3g} "
+    elif loss > 2 * s["chance_loss"]:  # 2 ln(K): a He-initialised output layer still passes (~1.35 ln K)
+        add("the loss is far above chance", f"loss {loss:.3g}, against ln(K) = ln({K}) = {s['chance_loss']:.3g} "
             "for uniform guessing", "the network is confidently wrong: its logits are far too large, from "
-            "weights initialised too large or unscaled inputs; the first steps then only undo that",
-            "standardise the inputs; initialise weights with std sqrt(2 / fan_in) (He)", 2)
+            "weights initialised too large or unscaled inputs; the first steps then only undo that. Even a "
+            "He-initialised output layer gives logits larger than needed (loss ~3.1 for 10 classes, where ln 10 "
+            "= 2.3); the doctor lets that pass, but an output layer initialised smaller starts at ~ln(K)",
+            "standardise the inputs; initialise hidden layers with std sqrt(2 / fan_in) (He) and the output "
+            "layer smaller (e.g. Glorot, or std 0.01)", 2)
 
     # All predictions the same class.
-    share = np.bincount(logits.argmax(axis=1), minlength=num_classes).max() / len(Xs)
+    share = np.bincount(logits.argmax(axis=1), minlength=K).max() / len(Xs)
     s["top_class_share"], s["accuracy"] = float(share), float((logits.argmax(axis=1) == ys).mean())
     if share > DOCTOR["one_class"] and len(np.unique(ys)) > 1:
         add("all predictions are the same class", f"{share:.0%} of {len(Xs)} predictions are one class",
@@ -268,9 +295,12 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
                 dead = float(flat.all(axis=0).mean())
                 s[f"dead_{i}"] = dead
                 if dead > DOCTOR["dead"]:
-                    add(f"dead ReLU units in layer {i}", f"{dead:.0%} of the units are 0 for every one of "
-                        f"{len(Xs)} inputs", "a dead unit passes no gradient, so it never comes back: the layer "
-                        "has lost its capacity", "lower the learning rate; He initialisation; LeakyReLU", 2)
+                    add(f"dead ReLU units in layer {i}", f"{dead:.0%} of the units are 0 for every one of the "
+                        f"{len(Xs)} sampled inputs", "on these inputs a dead unit passes no gradient to its own "
+                        "weights, so the layer works with fewer units. It can revive: its inputs change as earlier "
+                        "layers learn, and dead on a sample is not dead on the whole training set; only a unit "
+                        "dead for every training image never updates its weights",
+                        "lower the learning rate; He initialisation; LeakyReLU", 2)
             else:
                 sat = float(flat.mean())
                 s[f"saturated_{i}"] = sat
@@ -280,27 +310,29 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
                         "unit vanish: the layers below barely learn", "smaller initial weights (Glorot), "
                         "standardised inputs, or ReLU", 2)
 
-    # One plain SGD step: the update-to-weight ratio lr * |dW| / |W|, about 1e-3 during healthy training
-    # (larger, up to ~0.1, in the first steps from initialisation, where the gradients are largest).
+    # One real optimiser step on a copy: the update-to-weight ratio |dW| / |W|.
     loss_fn.forward(logits, ys)
     with np.errstate(all="ignore"):
         twin.backward(loss_fn.backward(), need_dx=False)
-    ratios = {name: lr * float(np.linalg.norm(g)) / float(np.linalg.norm(p))
-              for _, name, p, g in twin.parameters() if name.endswith(".W") and np.any(p)}
-    if ratios:
-        s["update_ratio_min"], s["update_ratio_max"] = min(ratios.values()), max(ratios.values())
-        high, low = max(ratios, key=ratios.get), min(ratios, key=ratios.get)
-        if ratios[high] > DOCTOR["ratio_high"]:
-            add("the learning rate is too high", f"update-to-weight ratio lr * |dW| / |W| = {ratios[high]:.2g} "
-                f"for {high} (lr {lr:g}); about 1e-3 is healthy, up to ~0.1 in the first steps",
-                "steps that large overshoot: the "
-                "loss oscillates, explodes to NaN or kills ReLU units", f"divide the learning rate by "
-                f"{ratios[high] / 0.03:.0f} or so; run a learning-rate range test "
-                "(utils.teaching.sanity.lr_range_test)", 3)
-        elif ratios[low] < DOCTOR["ratio_low"]:
-            add("the learning rate is too low", f"update-to-weight ratio lr * |dW| / |W| = {ratios[low]:.2g} "
-                f"for {low} (lr {lr:g}); about 1e-3 is healthy", "the weights barely move: training crawls",
-                "raise the learning rate; run a learning-rate range test (utils.teaching.sanity.lr_range_test)", 1)
+    ratios, how = update_ratios(twin, optimizer)
+    moving = sorted(v for v in ratios.values() if v > 0)  # 0: no gradient reached it (dead units), not the lr
+    if moving:
+        ratio = float(np.median(moving))
+        s["update_ratio"], s["update_ratio_max"] = ratio, max(moving)
+        low, high, target = DOCTOR["ratio_low"], DOCTOR["ratio_high"], DOCTOR["ratio_target"]
+        measured = (f"update-to-weight ratio |dW| / |W| = {ratio:.2g}, the median over {len(moving)} weight "
+                    f"matrices ({how}, lr {optimizer.lr:g}); healthy: {low:g}..{high:g} around the target "
+                    f"{target:g} of steady training (~1e-2 in the first steps from initialisation)")
+        if ratio > high:
+            add("the learning rate is too high", measured, "steps that large overshoot: the loss oscillates, "
+                "explodes to NaN or kills ReLU units", f"divide the learning rate by {ratio / high:.3g} or more "
+                f"(into the band; by {ratio / target:.3g} for the target {target:g}), or pick it with a "
+                "learning-rate range test (utils.teaching.sanity.lr_range_test)", 3)
+        elif ratio < low:
+            add("the learning rate is too low", measured, "the weights barely move: training crawls",
+                f"multiply the learning rate by {low / ratio:.3g} or more (into the band; by {target / ratio:.3g} "
+                f"for the target {target:g}), or pick it with a learning-rate range test "
+                "(utils.teaching.sanity.lr_range_test)", 1)
 
     # Can it overfit one small batch? If not, no amount of data or epochs will help.
     probe = rng.choice(len(X), min(len(X), DOCTOR["probe_size"]), replace=False)
@@ -312,7 +344,16 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
             "samples; if it cannot, the bug is in the model, its initialisation or the data, not in the "
             "hyperparameters", "look at the other findings; check the labels match the inputs; a gradient check", 3)
 
-    # From the training history: NaN, explosion, accuracy stuck at chance.
+    # Common student bugs: evaluation in train mode, validation images in the training set, sorted labels.
+    s["train_mode"] = bool(model.training)  # normal before and during training; evaluation wants eval mode
+    if predict is not None:
+        with np.errstate(all="ignore"):
+            found.append(check_train_mode(predict, np.ascontiguousarray(Xs, dtype=dtype)))
+    s["overlap_with_train"], overlap = check_overlap(X_train, X)
+    s["same_label_neighbours"], sorted_labels = check_label_order(y_train)
+    found += [overlap, sorted_labels]
+
+    # From the training history: NaN, explosion, plateau, accuracy stuck at chance.
     if history is not None and len(history):
         train_loss = np.asarray(history["train_loss"], dtype=float)
         s["epochs"] = len(history)
@@ -323,14 +364,17 @@ def diagnose(model, X, y, history=None, lr=None, seed=0):
             add("the training loss is exploding", f"training loss {train_loss.min():.3g} at best, "
                 f"{train_loss[-1]:.3g} at the last epoch", "the steps have grown larger than the valley they "
                 "should descend", "lower the learning rate, or decay it sooner", 3)
+        found.append(check_plateau(history, K))
         if "val_acc" in history and len(history) >= 2:
             s["best_val_acc"] = float(history["val_acc"].max())
-            if s["best_val_acc"] < 1.5 / num_classes:
+            if s["best_val_acc"] < 1.5 / K:
                 add("validation accuracy is stuck at chance", f"best validation accuracy {s['best_val_acc']:.3g} "
-                    f"after {len(history)} epochs; guessing gives {1 / num_classes:.3g}", "the network learned "
+                    f"after {len(history)} epochs; guessing gives {1 / K:.3g}", "the network learned "
                     "nothing that carries over to new images", "see the other findings; run the overfit and "
                     "gradient checks (utils.teaching.sanity)", 3)
 
-    order = ["NaN", "raw pixel", "zero", "overfit", "exploding", "too high", "far above", "not standardised"]
+    order = ["NaN", "raw pixel", "zero", "overlap", "overfit", "exploding", "too high", "far above", "not standardised"]
     rank = lambda f: (-f.severity, next((i for i, w in enumerate(order) if w in f.problem), len(order)))  # noqa: E731
-    return Diagnosis(sorted(found, key=rank), s)
+    found = mark_consequences(sorted((f for f in found if f is not None), key=rank))
+    sample = f"a random {len(Xs):,} of the {len(X):,} images (seed {seed})"
+    return Diagnosis(found, s, sample)

@@ -1,7 +1,9 @@
 """The exercises notebook as files: read one safely, find its parts and their checks, fill in the solutions.
 
 An exercise cell carries the metadata key "exercise" (e.g. "linear"); its checks are the
-check_*(...) calls of the cells after it, up to the next exercise cell. The solutions file,
+check_*(...) calls of the cells after it, up to the next exercise cell. A cell with the key "part"
+instead opens a part whose code is given (e.g. "end_to_end": checks of the student's parts working
+together); it needs no solution. The solutions file,
 notebooks/solutions/<notebook name>.py, holds one section per exercise, opened by the line
 "# %% exercise: <name>"; fill_solutions puts them in a notebook held in memory (the file is
 never written). The grader (utils/teaching/grader.py) uses all of these.
@@ -93,12 +95,19 @@ def check_calls(source, where):
     return calls
 
 
+def part_of(cell):
+    """The name of the part a cell opens (its metadata "exercise" or "part"), else None."""
+    meta = cell.get("metadata", {})
+    name = meta.get("exercise", meta.get("part"))
+    return name if isinstance(name, str) else None
+
+
 def reference_parts(nb):
     """{exercise name: [check call source]} of the handed-out notebook, in order; parts without a check left out."""
     parts, current = {}, None
     for i, cell in enumerate(nb.cells, 1):
-        name = cell.get("metadata", {}).get("exercise")
-        if isinstance(name, str):
+        name = part_of(cell)
+        if name is not None:
             if name in parts:
                 raise ValueError(f"cell {i}: a second exercise cell named {name!r}")
             current, parts[name] = name, []

@@ -3,12 +3,30 @@
 Used by the tests and shown in the notebooks. (The exercise checks of notebook 06, which name
 a student's bug, are check_layer and friends in checks_layers.py; these only measure.) Run it in float64: in float32 the
 rounding error of the differences hides all but gross mistakes.
+
+One definition and one tolerance, used by every gradient check of the project:
+
+    rel_error(a, b) = max over elements i of |a_i - b_i| / max(|a_i| + |b_i|, 1e-8)
+
+(the rel_error of the CS231n assignments; the CS231n notes divide by max(|a_i|, |b_i|)
+instead, which gives numbers up to twice as large). The 1e-8 floor keeps elements where both
+gradients are 0 from dividing by 0. What to expect, in float64 with h = 1e-5:
+- a correct backward pass: about 1e-7 or smaller (1e-10 is common); up to a few times 1e-7
+  with an L2 term, or where an input sits within h of a kink (ReLU at 0, a max-pool tie);
+- a bug: 1e-2 or more (a missing term, a wrong transpose, a factor of 2).
+GRADCHECK_TOL, 1e-6, sits between the two: every check and test passes below it.
 """
 import numpy as np
 
+GRADCHECK_TOL = 1e-6
+
 
 def rel_error(a, b):
-    """Largest elementwise relative error max |a - b| / max(|a| + |b|, 1e-8)."""
+    """Largest elementwise relative error: max_i |a_i - b_i| / max(|a_i| + |b_i|, 1e-8).
+
+    a, b: arrays of the same shape (an analytic and a numerical gradient). Returns a float;
+    below GRADCHECK_TOL (1e-6) counts as agreeing (see the module docstring for why).
+    """
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-8)))
 
 

@@ -48,6 +48,7 @@ from utils.plumbing.files import atomic_write
 from utils.teaching.exercise_notebook import (  # noqa: F401 (run, verdicts: for the tests of notebook 06)
     NotebookError,
     fill_solutions,
+    part_of,
     read_notebook,
     read_solutions,
     reference_parts,
@@ -69,8 +70,8 @@ Row = namedtuple("Row", "student part verdict message")
 def grading_points(cells, parts):
     """{cell index: [parts graded just before that cell]}: each part after its exercise's cells, i.e. before
     the next exercise cell; a part whose exercise cell is missing at the end (index len(cells))."""
-    marks = [(i, c.get("metadata", {}).get("exercise")) for i, c in enumerate(cells)]
-    marks = [(i, name) for i, name in marks if isinstance(name, str)]
+    marks = [(i, part_of(c)) for i, c in enumerate(cells)]
+    marks = [(i, name) for i, name in marks if name is not None]
     points = {}
     for part in parts:
         last = max((i for i, name in marks if name == part), default=None)
@@ -102,8 +103,8 @@ class NotebookRun:
         for i, cell in enumerate(cells):
             for part in points.get(i, []):
                 self.grade(part)
-            name = cell.get("metadata", {}).get("exercise")
-            if isinstance(name, str):  # what goes wrong from here on is this part's, until the next exercise
+            name = part_of(cell)
+            if name is not None:  # what goes wrong from here on is this part's, until the next part
                 owner = name if name in self.parts else None
             if cell.cell_type == "code" and cell.source.strip() and self.dead is None:
                 self.cell(i + 1, cell, owner if owner not in self.verdicts else None)

@@ -1,8 +1,8 @@
 """Sanity checks to run before a long training, as CS231n teaches them.
 
-* ``initial_loss``: the loss of an untrained network, next to ln(C), the loss of guessing;
+* ``initial_loss``: the loss of an untrained network, next to ln(K), the loss of guessing among K classes;
 * ``network_gradient_check``: the whole network's backward pass against central differences,
-  per parameter, with or without L2, dropout off;
+  per parameter, with or without L2, dropout off (rel_error and GRADCHECK_TOL: utils.teaching.gradcheck);
 * ``overfit_subset``: train on a few images until every one is classified right;
 * ``lr_range_test`` / ``suggest_lr`` / ``plot_lr_range``: the loss while the learning rate
   grows geometrically, and the rate to read off it.
@@ -44,14 +44,15 @@ class InitialLoss:
     logit_std: float
 
     def __str__(self):
-        return (f"loss at initialisation {self.loss:.3f}; ln(C) = {self.chance:.3f}, the loss of guessing uniformly; "
-                f"the logits' std is {self.logit_std:.2f} (random logits, not all equal, put the loss above ln(C))")
+        return (f"loss at initialisation {self.loss:.3f}; ln(K) = {self.chance:.3f} for K classes, the loss of "
+                f"guessing uniformly; the logits' std is {self.logit_std:.2f} (random logits, not all equal, put "
+                f"the loss above ln(K); a He-initialised output layer makes them large, a smaller one gives ~ln(K))")
 
 
 def initial_loss(model, X, y):
-    """The mean cross-entropy of model on (X, y) with ln(C) beside it, and the logits' spread.
+    """The mean cross-entropy of model on (X, y) with ln(K) beside it (K classes), and the logits' spread.
 
-    The loss is exactly ln(C) when every class gets probability 1/C (all logits equal), a
+    The loss is exactly ln(K) when every class gets probability 1/K (all logits equal), a
     little more for small random logits, much more when the logits are large.
     """
     logits = copy_model(model).forward(X)
@@ -65,7 +66,9 @@ def network_gradient_check(model, X, y, l2_lambda=0.0, num_checks=10, h=1e-5, se
     Works on a float64 copy in eval mode (dropout off: the loss must be one deterministic
     function of the weights). For each parameter, num_checks randomly chosen entries are
     perturbed by +-h (all entries of small ones). Returns a DataFrame: parameter, shape,
-    entries checked, rel_error (largest relative error among them; about 1e-7 or less is right).
+    entries checked, rel_error (largest relative error among them, utils.teaching.gradcheck.rel_error:
+    about 1e-7 or less for a right backward pass, 1e-2 or more for a bug; a check passes below
+    GRADCHECK_TOL = 1e-6).
     """
     net, loss_fn = copy_model(model, np.float64), SoftmaxCrossEntropy()
     X = np.asarray(X, dtype=np.float64)

@@ -1,0 +1,130 @@
+"""Checks for the figure exercises of notebook 06: the learning curves and the first layer's weights as images.
+
+A figure cannot be compared with a reference array, so the check reads the Figure the student's
+function returns: its axes, their labels, the data of every line and every image, and names
+what is missing (a curve, a label, a legend, points) or wrong (an epoch off by one, an image
+made of the wrong weights). The figures drawn for the check are closed, not shown.
+"""
+import matplotlib.figure
+import matplotlib.pyplot as plt
+import numpy as np
+
+from utils.teaching.checks_common import call, checker, correct
+
+HISTORY = [{"epoch": e, "train_loss": tl, "val_loss": vl, "val_acc": va} for e, tl, vl, va in zip(
+    range(1, 6), (1.2, 0.7, 0.55, 0.45, 0.4), (0.9, 0.65, 0.6, 0.58, 0.61), (0.62, 0.74, 0.78, 0.8, 0.79))]
+
+
+def _figure(what, result):
+    fig = result[0] if isinstance(result, tuple) and result else result
+    if isinstance(fig, plt.Axes):
+        fig = fig.figure
+    if not isinstance(fig, matplotlib.figure.Figure):
+        raise AssertionError(f"{what} returned {type(result).__name__}; expected the Figure. Likely cause: a "
+                             "missing `return fig` (fig, axes = plt.subplots(...) makes it)")
+    return fig
+
+
+def _series(lines, values):
+    """The line whose y data are values (in order), or None."""
+    for line in lines:
+        y = np.asarray(line.get_ydata(), dtype=np.float64)
+        if y.shape == (len(values),) and np.allclose(y, values):
+            return line
+    return None
+
+
+@checker
+def check_curves(fn):
+    """Check fn(history) -> Figure: training and validation loss per epoch, and validation accuracy per epoch.
+
+    history: a list of {"epoch", "train_loss", "val_loss", "val_acc"}, as fit returns. Every
+    curve must be a line of one point per epoch, plotted against the epoch numbers; every axes
+    with a curve needs x and y labels, and a legend when it holds two curves.
+    """
+    before = set(plt.get_fignums())
+    try:
+        fig = _figure("plot_curves", call("plot_curves", fn, [dict(row) for row in HISTORY]))
+        axes = [ax for ax in fig.axes if ax.get_lines()]
+        lines = [line for ax in axes for line in ax.get_lines()]
+        epochs = [row["epoch"] for row in HISTORY]
+        found = {}
+        for key, name in (("train_loss", "training loss"), ("val_loss", "validation loss"),
+                          ("val_acc", "validation accuracy")):
+            values = [row[key] for row in HISTORY]
+            line = _series(lines, values)
+            if line is None:
+                short = [line for line in lines if len(line.get_ydata()) == len(values) - 1]
+                cause = (f"a line has {len(values) - 1} points for {len(values)} epochs: an epoch is left out "
+                         "(a range off by one?)" if short else
+                         f"no line shows the {name} ({values}): plot [row['{key}'] for row in history]")
+                raise AssertionError(f"plot_curves: the {name} curve is missing. Likely cause: {cause}")
+            x = np.asarray(line.get_xdata(), dtype=np.float64)
+            if not np.allclose(x, epochs):
+                cause = ("the x values run 0..4: without x, plot numbers the points from 0; plot against the epochs, "
+                         "ax.plot(epochs, values)" if np.allclose(x, np.arange(len(epochs)))
+                         else f"the x values {x.tolist()} are not the epochs {epochs}")
+                raise AssertionError(f"plot_curves: the {name} curve is wrong. Likely cause: {cause}")
+            found[key] = line
+        for ax in axes:
+            shown = [key for key, line in found.items() if line.axes is ax]
+            for label, text in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())):
+                if not text.strip():
+                    raise AssertionError(f"plot_curves: the axes with {' and '.join(shown) or 'a curve'} has no "
+                                         f"{label} label. Likely cause: ax.set_{label}label(...) is missing "
+                                         f"({'epoch' if label == 'x' else 'loss, or accuracy'})")
+            if len(shown) > 1 and ax.get_legend() is None:
+                raise AssertionError(f"plot_curves: the axes holds {len(shown)} curves ({', '.join(shown)}) and no "
+                                     "legend. Likely cause: give each line a label= and call ax.legend()")
+        if found["val_acc"].axes is found["val_loss"].axes:
+            raise AssertionError("plot_curves: the accuracy shares an axes with the losses. Likely cause: one "
+                                 "axes for both; accuracy (0..1) and loss (no upper bound) need their own axes, "
+                                 "fig, (ax_loss, ax_acc) = plt.subplots(1, 2)")
+        correct(0.0, f"{len(found)} curves of {len(epochs)} points against the epochs, on {len(axes)} labelled axes")
+    finally:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)
+
+
+def _same_picture(image, unit):
+    """True when image shows unit's weights, up to the brightness scaling imshow may apply (a + b * w, b > 0)."""
+    a, b = np.ravel(image).astype(np.float64), np.ravel(unit)
+    if a.shape != b.shape or np.std(a) == 0:
+        return False
+    return bool(np.corrcoef(a, b)[0, 1] > 1 - 1e-9)
+
+
+@checker
+def check_weight_images(fn, count=16, seed=0):
+    """Check fn(W, count) -> Figure: the weights into each of the first count hidden units, as 28 x 28 images.
+
+    W: (784, M), the first Linear layer's weights; unit j's weights are the column W[:, j].
+    """
+    W = np.random.default_rng(seed).standard_normal((784, 20))
+    before = set(plt.get_fignums())
+    try:
+        fig = _figure("plot_first_layer", call("plot_first_layer", fn, W.copy(), count))
+        images = [im for ax in fig.axes for im in ax.get_images()]
+        if len(images) != count:
+            raise AssertionError(f"plot_first_layer drew {len(images)} images, expected {count}, one per hidden "
+                                 f"unit. Likely cause: {'ax.imshow is missing' if not images else 'the loop draws '}"
+                                 f"{'' if not images else 'another number of units than count'}")
+        for j, image in enumerate(images):
+            data = np.asarray(image.get_array())
+            if data.shape != (28, 28):
+                raise AssertionError(f"plot_first_layer: image {j} has shape {data.shape}, expected (28, 28). Likely "
+                                     "cause: unit j's 784 weights are W[:, j]; show W[:, j].reshape(28, 28)")
+            if _same_picture(data, W[:, j].reshape(28, 28)):
+                continue
+            if _same_picture(data, W.reshape(-1)[j * 784:(j + 1) * 784].reshape(28, 28)):
+                cause = ("W.reshape(M, 28, 28) cuts W row by row and mixes the units: unit j's weights are the "
+                         "column W[:, j]")
+            elif _same_picture(data.T, W[:, j].reshape(28, 28)):
+                cause = "the image is transposed: W[:, j].reshape(28, 28) is already row by row"
+            else:
+                cause = f"image {j} should show unit {j}'s weights, W[:, {j}].reshape(28, 28), in order"
+            raise AssertionError(f"plot_first_layer: image {j} is wrong. Likely cause: {cause}")
+        correct(0.0, f"{count} images of 28 x 28, one per hidden unit, in order")
+    finally:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)
