@@ -8,6 +8,7 @@ param_shapes(config) says which weight shapes it will have.
 import contextlib
 import inspect
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,11 +38,49 @@ def linear_layers(model):
     return [(i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, Linear)]
 
 
+class FlatParameters(NamedTuple):
+    """Every parameter of a model in one array, and every gradient in another (see Sequential.flat)."""
+    params: np.ndarray   # 1-D: the weights "W" of all layers, then the other parameters (biases)
+    grads: np.ndarray    # the same layout
+    n_weights: int       # params[:n_weights] are the weights, what L2 penalises
+    layout: tuple        # ((name, start, stop, shape), ...): where each parameter lies
+
+
+def pack_parameters(layers):
+    """Move the layers' parameters and gradients into two flat arrays; their dicts then hold views.
+
+    The values are copied over, so nothing changes but where they live. Returns
+    (FlatParameters, [(layer, key, param view, grad view)]), or (None, []) when there is
+    nothing to pack or the arrays differ in dtype.
+    """
+    entries = [(f"{i}.{k}", layer, k) for i, layer in enumerate(layers) for k in layer.params]
+    dtypes = {a.dtype for _, layer, k in entries for a in (layer.params[k], layer.grads[k])}
+    if not entries or len(dtypes) != 1:
+        return None, []
+    dtype = dtypes.pop()
+    entries.sort(key=lambda e: e[2] != "W")  # weights first (a stable sort keeps the layer order)
+    total = sum(layer.params[k].size for _, layer, k in entries)
+    params, grads = np.empty(total, dtype), np.empty(total, dtype)
+    layout, views, start, n_weights = [], [], 0, 0
+    for name, layer, k in entries:
+        shape, stop = layer.params[k].shape, start + layer.params[k].size
+        p, g = params[start:stop].reshape(shape), grads[start:stop].reshape(shape)
+        p[...], g[...] = layer.params[k], layer.grads[k]
+        layer.params[k], layer.grads[k] = p, g
+        layout.append((name, start, stop, shape))
+        views.append((layer, k, p, g))
+        n_weights = stop if k == "W" else n_weights
+        start = stop
+    return FlatParameters(params, grads, n_weights, tuple(layout)), views
+
+
 class Sequential(Layer):
     """An ordered list of layers: forward walks it, backward walks it in reverse.
 
     params and grads are flat dicts keyed "index.name" (e.g. "0.W"), holding the very
     arrays of the layers, so an optimiser that updates them in place updates the model.
+    Those arrays are views of two flat arrays, one for the parameters and one for the
+    gradients (see flat()), so that an optimiser can update them all in one pass.
     """
 
     def __init__(self, layers):
@@ -54,6 +93,20 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential: expected layer objects, got {type(layer).__name__}")
         self.layers = layers
+        self._flat, self._flat_views = pack_parameters(layers)
+
+    def flat(self):
+        """The FlatParameters the model was built with, or None if there are none or they no longer
+        hold the model: a layer's parameter or gradient array was replaced (not written into), or
+        a layer with parameters was added. Then the optimisers update parameter by parameter."""
+        if self._flat is None:
+            return None
+        for layer, k, p, g in self._flat_views:
+            if layer.params.get(k) is not p or layer.grads.get(k) is not g:
+                return None
+        if sum(len(layer.params) for layer in self.layers) != len(self._flat_views):
+            return None
+        return self._flat
 
     @property
     def params(self):
