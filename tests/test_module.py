@@ -137,6 +137,27 @@ def test_dropout_modes():
     assert d.forward(x) is x
 
 
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.999999, 1e-9])
+@pytest.mark.parametrize("shape, earlier", [((128, 512), 0), ((128, 512), 3), ((7, 5), 0), ((3, 2, 4, 4), 1)],
+                         ids=["batch", "after-odd-draw", "odd-size", "images-after-draw"])
+def test_dropout_keeps_the_units_generator_random_keeps(p, shape, earlier):
+    """The fast draw of the keep mask (raw words compared with an integer threshold) gives the very
+    booleans of rng.random(shape, dtype=float32) >= p, and leaves the generator where it leaves it;
+    where it cannot (an odd count, a word left over from an earlier float32 draw) it falls back."""
+    fast, slow = np.random.default_rng(7), np.random.default_rng(7)
+    fast.random(earlier, dtype=np.float32), slow.random(earlier, dtype=np.float32)
+    layer = Dropout(p, rng=fast)
+    for _ in range(3):
+        np.testing.assert_array_equal(layer._keep(shape), slow.random(shape, dtype=np.float32) >= np.float32(p))
+    assert fast.random(5, dtype=np.float32).tolist() == slow.random(5, dtype=np.float32).tolist()
+
+
+def test_dropout_with_another_bit_generator_draws_as_before():
+    layer = Dropout(0.3, rng=np.random.Generator(np.random.MT19937(3)))
+    reference = np.random.Generator(np.random.MT19937(3)).random((64, 10), dtype=np.float32) >= np.float32(0.3)
+    np.testing.assert_array_equal(layer._keep((64, 10)), reference)
+
+
 def test_predict_and_modes():
     model = mlp([4, 8, 3], dropout=0.5, rng=0)
     x = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
