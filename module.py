@@ -21,10 +21,9 @@ Arrays keep the dtype they come in with: float32 for training, float64 for gradi
 Bad arguments raise a ValueError that names the parameter, the value and what is expected
 (the checks are in ``utils.plumbing.validate``).
 """
-import math
-
 import numpy as np
 
+from utils.plumbing.random_bits import uniform_at_least
 from utils.plumbing.validate import check_float_dtype, check_fraction, check_image, check_input, check_int, check_rng
 
 
@@ -209,27 +208,10 @@ class Dropout(Layer):
             self.mask = None
             self.out = x
         else:
-            keep = self._keep(x.shape)  # uniform(0, 1) >= p, drawn in float32
-            self.mask = np.divide(keep, x.dtype.type(1 - self.p), dtype=x.dtype)  # keep / (1 - p), one pass
+            keep = uniform_at_least(self.rng, x.shape, self.p)  # rng.random(shape, float32) >= p, twice as fast
+            self.mask = keep / x.dtype.type(1 - self.p)  # bool / float32 scalar: a float32 mask, one pass
             self.out = x * self.mask
         return self.out
-
-    def _keep(self, shape):
-        """self.rng.random(shape, dtype=np.float32) >= p, the same booleans, about twice as fast.
-
-        Generator.random(dtype=float32) makes each uniform from one 32-bit word r of the
-        generator's stream, u = (r >> 8) / 2**24, so u >= p exactly when r >= 256 * ceil(p * 2**24):
-        the comparison can be made on the raw words, without making the floats. Only where that is
-        the same stream: NumPy's default generator (PCG64), an even number of words (they come
-        in pairs), none left over from an earlier float32 draw; otherwise the readable way.
-        """
-        n, threshold = int(np.prod(shape)), 256 * math.ceil(float(np.float32(self.p)) * 2**24)
-        bits = self.rng.bit_generator
-        if (type(bits) is not np.random.PCG64 or not np.little_endian or n % 2 or threshold >= 2**32
-                or bits.state["has_uint32"]):
-            return self.rng.random(shape, dtype=np.float32) >= np.float32(self.p)
-        words = bits.random_raw(n // 2).view(np.uint32)  # little-endian: the low word first, as NumPy draws them
-        return (words >= np.uint32(threshold)).reshape(shape)
 
     def backward(self, dout, need_dx=True):
         return dout if self.mask is None else dout * self.mask
@@ -377,10 +359,9 @@ class MaxPool2D(Layer):
         # goes to the first position (taken), so each output has exactly one.
         self.masks = [view == out for view in windows]  # each in x's memory order, like out
         taken = np.copy(self.masks[0])
-        for t, mask in enumerate(self.masks[1:], 2):
-            np.greater(mask, taken, out=mask)  # mask and not taken, one pass for booleans
-            if t < len(self.masks):
-                taken |= mask
+        for mask in self.masks[1:]:
+            mask &= ~taken
+            taken |= mask
         self.x, self.out = x, out
         return out
 

@@ -16,6 +16,7 @@ from module import (
     softmax,
 )
 from utils.core.models import LAYERS, Sequential, evaluating, from_config, lenet5, mlp, param_shapes, summary
+from utils.plumbing.random_bits import uniform_at_least
 from utils.teaching.gradcheck import gradcheck_layer, gradcheck_loss
 
 TOL = 1e-6
@@ -146,16 +147,20 @@ def test_dropout_keeps_the_units_generator_random_keeps(p, shape, earlier):
     where it cannot (an odd count, a word left over from an earlier float32 draw) it falls back."""
     fast, slow = np.random.default_rng(7), np.random.default_rng(7)
     fast.random(earlier, dtype=np.float32), slow.random(earlier, dtype=np.float32)
-    layer = Dropout(p, rng=fast)
     for _ in range(3):
-        np.testing.assert_array_equal(layer._keep(shape), slow.random(shape, dtype=np.float32) >= np.float32(p))
+        np.testing.assert_array_equal(uniform_at_least(fast, shape, p),
+                                      slow.random(shape, dtype=np.float32) >= np.float32(p))
     assert fast.random(5, dtype=np.float32).tolist() == slow.random(5, dtype=np.float32).tolist()
+    x = np.ones(shape, np.float32)
+    np.testing.assert_array_equal(Dropout(p, rng=np.random.default_rng(3)).forward(x),
+                                  x * ((np.random.default_rng(3).random(shape, dtype=np.float32) >= np.float32(p))
+                                       / np.float32(1 - p)))
 
 
 def test_dropout_with_another_bit_generator_draws_as_before():
-    layer = Dropout(0.3, rng=np.random.Generator(np.random.MT19937(3)))
+    keep = uniform_at_least(np.random.Generator(np.random.MT19937(3)), (64, 10), 0.3)
     reference = np.random.Generator(np.random.MT19937(3)).random((64, 10), dtype=np.float32) >= np.float32(0.3)
-    np.testing.assert_array_equal(layer._keep((64, 10)), reference)
+    np.testing.assert_array_equal(keep, reference)
 
 
 def test_predict_and_modes():
