@@ -28,7 +28,7 @@ def inference_batch_size(model, example_shape, itemsize=4):
     """Images per inference chunk for inputs of example_shape (one example, e.g. (1, 28, 28)):
     EVAL_BATCH_SIZE, or fewer where a Conv2D's im2col matrix would exceed INFERENCE_BYTES."""
     shape, largest = tuple(example_shape), 0
-    for layer in model.layers:
+    for layer in getattr(model, "layers", ()):  # a model that is not a Sequential: EVAL_BATCH_SIZE
         if len(shape) != 3:
             break
         c, h, w = shape
