@@ -253,7 +253,7 @@ def lr_schedule(lr, kind="constant", decay_factor=0.5, decay_steps=1000, total_s
     """Return a function iteration -> learning rate.
 
     constant:     lr
-    step:         lr * decay_factor ** (t // decay_steps)    (the course projects' decay)
+    step:         lr * decay_factor ** (t // decay_steps)    (a staircase: the rate drops every decay_steps)
     exponential:  lr * decay_factor ** (t / decay_steps)     (the same decay, smoothly)
     cosine:       min_lr + (lr - min_lr) * (1 + cos(pi * t / total_steps)) / 2
 
