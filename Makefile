@@ -99,6 +99,8 @@ bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt -c constraints.txt
 	$(PY) -m bench.bench_mlp
 	$(PY) -m bench.bench_lenet
+	$(PY) -m bench.bench_notebooks
+	$(PY) -m bench.bench_conv
 
 # The 48-point search (1 worker, then all cores) and make run, timed, with peak memory.
 bench-pipeline: data

@@ -23,6 +23,7 @@ Bad arguments raise a ValueError that names the parameter, the value and what is
 """
 import numpy as np
 
+from utils.plumbing.random_bits import uniform_at_least
 from utils.plumbing.validate import check_float_dtype, check_fraction, check_image, check_input, check_int, check_rng
 
 
@@ -207,7 +208,7 @@ class Dropout(Layer):
             self.mask = None
             self.out = x
         else:
-            keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+            keep = uniform_at_least(self.rng, x.shape, self.p)  # rng.random(shape, float32) >= p, twice as fast
             self.mask = keep / x.dtype.type(1 - self.p)  # bool / float32 scalar: a float32 mask, one pass
             self.out = x * self.mask
         return self.out

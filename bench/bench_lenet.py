@@ -76,18 +76,24 @@ def main():
     if args.worker:
         return worker(args.worker, args.epochs, args.images)
 
-    contenders = ["ours"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    from bench.bench_notebooks import torch_python  # the project's modules, which a torch-only venv lacks
+    pythons = {"ours": sys.executable}
+    if importlib.util.find_spec("torch") or torch_python():
+        pythons["torch"] = sys.executable if importlib.util.find_spec("torch") else torch_python()
+    contenders = list(pythons)
     if len(contenders) == 1:
-        print("torch is not installed, left out (install a CPU build, e.g. pip install torch==2.13.0)")
+        print("torch is not installed, left out (install a CPU build, e.g. in a throwaway venv: see "
+              "bench/bench_notebooks.py)")
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; LeNet-5, batch {BATCH_SIZE}, plain SGD, "
           f"{args.images:,} images per epoch; median of epochs 2..{args.epochs} over {args.rounds} rounds\n")
     for threads in args.threads:
         env = {**os.environ, "BENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-               "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+               "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
         results = {c: {"seconds": [], "accuracy": []} for c in contenders}
         for _ in range(args.rounds):
             for name in contenders:
-                out = subprocess.run([sys.executable, "-m", "bench.bench_lenet", "--worker", name,
+                out = subprocess.run([pythons[name], "-m", "bench.bench_lenet", "--worker", name,
                                       "--epochs", str(args.epochs), "--images", str(args.images)],
                                      env=env, check=True, capture_output=True, text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])

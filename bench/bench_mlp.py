@@ -35,15 +35,22 @@ def fashion_mnist():
     return (X.reshape(len(X), -1) * scale, y, X_test.reshape(len(X_test), -1) * scale, y_test)
 
 
-def run_ours(X, y, X_test, y_test, epochs, gemm_seconds=None):
+def run_ours(X, y, X_test, y_test, epochs, gemm_seconds=None, cpu=None):
     """Our epochs; after each one (outside its timing) a GEMM-only epoch is timed into gemm_seconds,
-    so that the floor is measured in the same minutes as the epochs it is compared with."""
+    so that the floor is measured in the same minutes as the epochs it is compared with.
+    cpu: a dict that gets the CPU seconds of each epoch ("epochs") and of each floor ("gemm")."""
     from utils.core.models import mlp
     from utils.core.train import evaluate, train
+    cpu = {"epochs": [], "gemm": []} if cpu is None else cpu
+    last = [time.process_time()]
 
     def floor(history, model):
+        now = time.process_time()
+        cpu["epochs"].append(now - last[0])  # the epoch and train()'s bookkeeping after it
         if gemm_seconds is not None:
             gemm_seconds.append(gemm_only(len(X)))
+            cpu["gemm"].append(time.process_time() - now)
+        last[0] = time.process_time()
 
     model = mlp(SIZES, "relu", rng=0)
     # A small validation set: the others do not validate per epoch, so keep ours cheap too.
@@ -128,9 +135,10 @@ def worker(name, epochs):
         torch.set_num_threads(threads)
     with threadpool_limits(threads):
         if name == "ours":
-            gemm = []
-            seconds, accuracy = run_ours(X, y, X_test, y_test, epochs, gemm)
-            result = {"seconds": seconds, "accuracy": accuracy, "gemm": gemm[1:]}
+            gemm, cpu = [], {"epochs": [], "gemm": []}
+            seconds, accuracy = run_ours(X, y, X_test, y_test, epochs, gemm, cpu)
+            result = {"seconds": seconds, "accuracy": accuracy, "gemm": gemm[1:],
+                      "cpu": cpu["epochs"][1:], "gemm_cpu": cpu["gemm"][1:]}
         else:
             seconds, accuracy = globals()[f"run_{name}"](X, y, X_test, y_test, epochs)
             result = {"seconds": seconds, "accuracy": accuracy}
@@ -147,25 +155,32 @@ def main():
     if args.worker:
         return worker(args.worker, args.epochs)
 
-    available = [c for c, module in CONTENDERS.items() if importlib.util.find_spec(module)]
+    from bench.bench_notebooks import torch_python  # the project's modules, which a torch-only venv lacks
+    pythons = {c: sys.executable for c, module in CONTENDERS.items() if importlib.util.find_spec(module)}
+    if "torch" not in pythons and torch_python():
+        pythons["torch"] = torch_python()  # e.g. a throwaway venv: PyTorch is no requirement of the project
+    available = [c for c in CONTENDERS if c in pythons]
     missing = sorted(set(CONTENDERS) - set(available))
     if missing:
-        print(f"not installed, left out: {', '.join(missing)} (pip install scikit-learn; torch: a CPU build)")
+        print(f"not installed, left out: {', '.join(missing)} (pip install scikit-learn; torch: a CPU build, "
+              f"see bench/bench_notebooks.py)")
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; {SIZES}, batch {BATCH_SIZE}, plain SGD, "
           f"60,000 images per epoch; median of epochs 2..{args.epochs} over {args.rounds} rounds\n")
     for threads in args.threads:
         env = {**os.environ, "BENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-               "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        results = {c: {"seconds": [], "accuracy": [], "gemm": []} for c in available}
+               "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+        results = {c: {"seconds": [], "accuracy": [], "gemm": [], "cpu": [], "gemm_cpu": []} for c in available}
         for _ in range(args.rounds):
             for name in available:
-                out = subprocess.run([sys.executable, "-m", "bench.bench_mlp", "--worker", name,
+                out = subprocess.run([pythons[name], "-m", "bench.bench_mlp", "--worker", name,
                                       "--epochs", str(args.epochs)], env=env, check=True,
                                      capture_output=True, text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 results[name]["seconds"] += r["seconds"][1:]
                 results[name]["accuracy"].append(r["accuracy"])
-                results[name]["gemm"] += r.get("gemm", [])
+                for key in ("gemm", "cpu", "gemm_cpu"):
+                    results[name][key] += r.get(key, [])
         print_table(threads, results)
 
 
@@ -180,7 +195,13 @@ def print_table(threads, results):
         s = statistics.median(r["seconds"])
         print(f"  {name:<10}{s:>9.3f}{s / ours:>8.2f}{statistics.mean(r['accuracy']):>10.4f}")
     if gemm:
-        print(f"  ours / GEMM only: {ours / gemm:.2f}")
+        print(f"  ours / GEMM only: {ours / gemm:.2f}" + (
+            f" (in CPU seconds, steadier on a busy machine: {statistics.median(results['ours']['cpu']):.3f} / "
+            f"{statistics.median(results['ours']['gemm_cpu']):.3f} = "
+            f"{statistics.median(results['ours']['cpu']) / statistics.median(results['ours']['gemm_cpu']):.2f})"
+            if results["ours"].get("gemm_cpu") else ""))
+        print(f"  every epoch, ours: {' '.join(f'{s:.3f}' for s in results['ours']['seconds'])}; "
+              f"GEMM only: {' '.join(f'{s:.3f}' for s in results['ours']['gemm'])}")
     print()
 
 

@@ -2,6 +2,8 @@
 
     python -m bench.bench_pipeline              # both
     python -m bench.bench_pipeline --search     # only the search (into a temporary folder)
+    python -m bench.bench_pipeline --cells      # each notebook in a throwaway copy: wall and CPU
+                                                # seconds, and the cells that take the most
 
 The search runs configs/search_fashion.toml (4 learning rates x 3 layer sizes x 4 L2 strengths,
 pruned, as notebook 02 runs it), with 1 worker and with all cores, each into a fresh temporary
@@ -10,13 +12,18 @@ for real, as a user would, and so rewrites them with fresh outputs. Peak memory 
 largest resident set of any process the command started (getrusage of the children).
 """
 import argparse
+import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(command):
@@ -34,14 +41,53 @@ def measure(command):
     print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
+def cell_seconds(notebook):
+    """[(seconds, cell index, first line)] of an executed notebook's code cells (record_timing's stamps)."""
+    rows = []
+    for i, cell in enumerate(json.loads(Path(notebook).read_text())["cells"]):
+        stamps = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in stamps and "shell.execute_reply" in stamps:
+            start, end = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            rows.append(((end - start).total_seconds(), i, "".join(cell["source"]).split("\n")[0][:70]))
+    return rows
+
+
+def notebook_cells(top, pattern="[0-9]*"):
+    """Execute every notebook as make run does, in a throwaway copy of the project (its notebooks,
+    log/ and static/ are not touched), with the copy's code first on the path; print per notebook
+    the wall and CPU seconds (the kernel and its workers included) and its slowest cells."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "project"
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "data", "__pycache__"))
+        env = {**os.environ, "PYTHONPATH": str(copy)}
+        subprocess.run([sys.executable, "-m", "utils", "data"], cwd=copy, env=env, check=True, capture_output=True)
+        print(f"{'notebook':<34}{'wall s':>8}{'CPU s':>8}")
+        for notebook in sorted((copy / "notebooks").glob(f"{pattern}.ipynb")):
+            before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+            subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                            "--ExecutePreprocessor.timeout=1800", "--ExecutePreprocessor.record_timing=True",
+                            str(notebook)], cwd=copy, env=env, check=True, capture_output=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            print(f"{notebook.stem:<34}{time.perf_counter() - start:>8.1f}{cpu:>8.1f}")
+            for seconds, i, line in sorted(cell_seconds(notebook), reverse=True)[:top]:
+                print(f"    cell {i:>3} {seconds:>7.1f} s  {line}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", action="store_true", help="each notebook in a copy, with its slowest cells")
+    parser.add_argument("--top", type=int, default=5, help="cells shown per notebook with --cells")
+    parser.add_argument("--only", default="[0-9]*", help="with --cells: the notebooks to run, e.g. 06*")
     parser.add_argument("--search", action="store_true", help="only the grid search")
     parser.add_argument("--run", action="store_true", help="only make run")
     parser.add_argument("--measure", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         return measure(args.measure)
+    if args.cells:
+        return notebook_cells(args.top, args.only)
     both = not (args.search or args.run)
     rows = []
     if args.search or both:

@@ -6,7 +6,7 @@ import pytest
 
 from module import Conv2D, Flatten, Linear, MaxPool2D, ReLU
 from utils.core.checkpoint import load_model, save_model
-from utils.core.models import LAYERS, Sequential, lenet5
+from utils.core.models import EVAL_BATCH_SIZE, INFERENCE_BYTES, LAYERS, Sequential, inference_batch_size, lenet5
 from utils.core.train import evaluate, train
 from utils.teaching.gradcheck import GRADCHECK_TOL, gradcheck_layer
 
@@ -204,6 +204,23 @@ def test_lenet_inference_memory_is_bounded_by_the_chunk_not_the_data_set():
         finally:
             tracemalloc.stop()
         assert peak < 100e6, f"peak {peak / 1e6:.0f} MB for chunks of 200 images"
+
+
+def test_inference_chunks_bound_the_im2col_matrix_not_the_mlp():
+    assert inference_batch_size(lenet5(rng=0), (1, 28, 28)) == INFERENCE_BYTES // (25 * 28 * 28 * 4)  # 213
+    assert inference_batch_size(lenet5(in_channels=3, image_size=32, rng=0), (3, 32, 32)) == \
+        INFERENCE_BYTES // (75 * 28 * 28 * 4)
+    assert inference_batch_size(lenet5(rng=0), (1, 28, 28), itemsize=8) == INFERENCE_BYTES // (25 * 28 * 28 * 8)
+    assert inference_batch_size(Sequential([Linear(784, 10, rng=0)]), (784,)) == EVAL_BATCH_SIZE
+
+
+def test_evaluate_and_predict_use_the_model_s_chunks():
+    model, rng = lenet5(rng=0), np.random.default_rng(0)
+    x, y = rng.standard_normal((500, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 500)
+    assert evaluate(model, x, y) == evaluate(model, x, y, batch_size=213)
+    np.testing.assert_array_equal(model.predict_proba(x), model.predict_proba(x, batch_size=213))
+    # Another chunk size moves only the last bits (the matrix products are blocked differently).
+    np.testing.assert_allclose(model.predict_proba(x), model.predict_proba(x, batch_size=500), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("make, x, message", [

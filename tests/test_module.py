@@ -16,6 +16,7 @@ from module import (
     softmax,
 )
 from utils.core.models import LAYERS, Sequential, evaluating, from_config, lenet5, mlp, param_shapes, summary
+from utils.plumbing.random_bits import uniform_at_least
 from utils.teaching.gradcheck import GRADCHECK_TOL, gradcheck_layer, gradcheck_loss
 
 TOL = GRADCHECK_TOL  # the project's one gradient-check tolerance
@@ -135,6 +136,31 @@ def test_dropout_modes():
     assert abs(out.mean() - 1) < 0.02  # inverted dropout keeps the expected activation
     d.eval()
     assert d.forward(x) is x
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.999999, 1e-9])
+@pytest.mark.parametrize("shape, earlier", [((128, 512), 0), ((128, 512), 3), ((7, 5), 0), ((3, 2, 4, 4), 1)],
+                         ids=["batch", "after-odd-draw", "odd-size", "images-after-draw"])
+def test_dropout_keeps_the_units_generator_random_keeps(p, shape, earlier):
+    """The fast draw of the keep mask (raw words compared with an integer threshold) gives the very
+    booleans of rng.random(shape, dtype=float32) >= p, and leaves the generator where it leaves it;
+    where it cannot (an odd count, a word left over from an earlier float32 draw) it falls back."""
+    fast, slow = np.random.default_rng(7), np.random.default_rng(7)
+    fast.random(earlier, dtype=np.float32), slow.random(earlier, dtype=np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(uniform_at_least(fast, shape, p),
+                                      slow.random(shape, dtype=np.float32) >= np.float32(p))
+    assert fast.random(5, dtype=np.float32).tolist() == slow.random(5, dtype=np.float32).tolist()
+    x = np.ones(shape, np.float32)
+    np.testing.assert_array_equal(Dropout(p, rng=np.random.default_rng(3)).forward(x),
+                                  x * ((np.random.default_rng(3).random(shape, dtype=np.float32) >= np.float32(p))
+                                       / np.float32(1 - p)))
+
+
+def test_dropout_with_another_bit_generator_draws_as_before():
+    keep = uniform_at_least(np.random.Generator(np.random.MT19937(3)), (64, 10), 0.3)
+    reference = np.random.Generator(np.random.MT19937(3)).random((64, 10), dtype=np.float32) >= np.float32(0.3)
+    np.testing.assert_array_equal(keep, reference)
 
 
 def test_predict_and_modes():

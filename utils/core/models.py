@@ -8,6 +8,7 @@ param_shapes(config) says which weight shapes it will have.
 import contextlib
 import inspect
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,9 +16,33 @@ from module import Conv2D, Dropout, Flatten, Layer, LeakyReLU, Linear, MaxPool2D
 from utils.plumbing.config_files import check_mlp_size
 from utils.plumbing.validate import check_finite, check_fraction, check_int, check_rng
 
-# Inference runs in chunks of this many images. LeNet-5's first im2col matrix holds 25 values
-# per pixel: 80 MB for 1,024 Fashion-MNIST images, 780 MB for the whole test set.
+# Inference runs in chunks of at most this many images, and of at most INFERENCE_BYTES in the
+# largest im2col matrix: LeNet-5's first holds 25 values per pixel, 80 MB for 1,024 Fashion-MNIST
+# images (780 MB for the whole test set). Chunks of 16 MB (213 images) evaluate 3x faster than
+# chunks of 1,024: memory the allocator keeps is reused, while 80 MB is mapped afresh each time.
 EVAL_BATCH_SIZE = 1024
+INFERENCE_BYTES = 2**24
+
+
+def inference_batch_size(model, example_shape, itemsize=4):
+    """Images per inference chunk for inputs of example_shape (one example, e.g. (1, 28, 28)):
+    EVAL_BATCH_SIZE, or fewer where a Conv2D's im2col matrix would exceed INFERENCE_BYTES."""
+    shape, largest = tuple(example_shape), 0
+    for layer in getattr(model, "layers", ()):  # a model that is not a Sequential: EVAL_BATCH_SIZE
+        if len(shape) != 3:
+            break
+        c, h, w = shape
+        if isinstance(layer, Conv2D):
+            k, p, s = layer.kernel_size, layer.padding, layer.stride
+            ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            largest = max(largest, c * k * k * ho * wo * itemsize)
+            shape = (layer.out_channels, ho, wo)
+        elif isinstance(layer, MaxPool2D):
+            k, s = layer.kernel_size, layer.stride
+            shape = (c, (h - k) // s + 1, (w - k) // s + 1)
+        elif isinstance(layer, Flatten):
+            break
+    return EVAL_BATCH_SIZE if not largest else max(1, min(EVAL_BATCH_SIZE, INFERENCE_BYTES // largest))
 
 
 @contextlib.contextmanager
@@ -37,11 +62,49 @@ def linear_layers(model):
     return [(i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, Linear)]
 
 
+class FlatParameters(NamedTuple):
+    """Every parameter of a model in one array, and every gradient in another (see Sequential.flat)."""
+    params: np.ndarray   # 1-D: the weights "W" of all layers, then the other parameters (biases)
+    grads: np.ndarray    # the same layout
+    n_weights: int       # params[:n_weights] are the weights, what L2 penalises
+    layout: tuple        # ((name, start, stop, shape), ...): where each parameter lies
+
+
+def pack_parameters(layers):
+    """Move the layers' parameters and gradients into two flat arrays; their dicts then hold views.
+
+    The values are copied over, so nothing changes but where they live. Returns
+    (FlatParameters, [(layer, key, param view, grad view)]), or (None, []) when there is
+    nothing to pack or the arrays differ in dtype.
+    """
+    entries = [(f"{i}.{k}", layer, k) for i, layer in enumerate(layers) for k in layer.params]
+    dtypes = {a.dtype for _, layer, k in entries for a in (layer.params[k], layer.grads[k])}
+    if not entries or len(dtypes) != 1:
+        return None, []
+    dtype = dtypes.pop()
+    entries.sort(key=lambda e: e[2] != "W")  # weights first (a stable sort keeps the layer order)
+    total = sum(layer.params[k].size for _, layer, k in entries)
+    params, grads = np.empty(total, dtype), np.empty(total, dtype)
+    layout, views, start, n_weights = [], [], 0, 0
+    for name, layer, k in entries:
+        shape, stop = layer.params[k].shape, start + layer.params[k].size
+        p, g = params[start:stop].reshape(shape), grads[start:stop].reshape(shape)
+        p[...], g[...] = layer.params[k], layer.grads[k]
+        layer.params[k], layer.grads[k] = p, g
+        layout.append((name, start, stop, shape))
+        views.append((layer, k, p, g))
+        n_weights = stop if k == "W" else n_weights
+        start = stop
+    return FlatParameters(params, grads, n_weights, tuple(layout)), views
+
+
 class Sequential(Layer):
     """An ordered list of layers: forward walks it, backward walks it in reverse.
 
     params and grads are flat dicts keyed "index.name" (e.g. "0.W"), holding the very
     arrays of the layers, so an optimiser that updates them in place updates the model.
+    Those arrays are views of two flat arrays, one for the parameters and one for the
+    gradients (see flat()), so that an optimiser can update them all in one pass.
     """
 
     def __init__(self, layers):
@@ -54,6 +117,20 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential: expected layer objects, got {type(layer).__name__}")
         self.layers = layers
+        self._flat, self._flat_views = pack_parameters(layers)
+
+    def flat(self):
+        """The FlatParameters the model was built with, or None if there are none or they no longer
+        hold the model: a layer's parameter or gradient array was replaced (not written into), or
+        a layer with parameters was added. Then the optimisers update parameter by parameter."""
+        if self._flat is None:
+            return None
+        for layer, k, p, g in self._flat_views:
+            if layer.params.get(k) is not p or layer.grads.get(k) is not g:
+                return None
+        if sum(len(layer.params) for layer in self.layers) != len(self._flat_views):
+            return None
+        return self._flat
 
     @property
     def params(self):
@@ -92,14 +169,16 @@ class Sequential(Layer):
             layer.eval()
         return super().eval()
 
-    def predict_proba(self, x, batch_size=EVAL_BATCH_SIZE):
-        """Class probabilities (N, C) in eval mode, computed in chunks to bound memory."""
+    def predict_proba(self, x, batch_size=None):
+        """Class probabilities (N, C) in eval mode, computed in chunks to bound memory
+        (batch_size None: see inference_batch_size)."""
         check_finite(x, "Sequential.predict_proba")
+        batch_size = batch_size or inference_batch_size(self, x.shape[1:], x.itemsize)
         with evaluating(self):
             return np.concatenate([softmax(self.forward(x[i:i + batch_size]))
                                    for i in range(0, len(x), batch_size)])
 
-    def predict(self, x, batch_size=EVAL_BATCH_SIZE):
+    def predict(self, x, batch_size=None):
         """Predicted class indices (N,)."""
         return self.predict_proba(x, batch_size).argmax(axis=1)
 

@@ -94,9 +94,16 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional (Nesterov) momentum.
 
-    v <- momentum * v - lr * dW;   W <- W + v            (classical momentum)
-    W <- W + momentum * v - lr * dW, after updating v    (Nesterov)
+    v <- momentum * v - lr * dW;   W <- W + v            (classical momentum, notebook 03)
+    v <- momentum * v - lr * dW;   W <- W + momentum * v - lr * dW   (Nesterov)
     momentum=0 is plain SGD: W <- W - lr * dW.
+
+    Nesterov is in Sutskever et al.'s (2013) reparameterised form: the W stored (and
+    evaluated, and saved) is the look-ahead point W + momentum * v of the textbook form, so
+    the gradient is taken at W as the model holds it and no second copy of W is kept.
+    The velocity holds steps (lr is inside it): a new lr scales the next gradient only,
+    not the velocity already built up. PyTorch keeps b = sum of past gradients instead and
+    multiplies by the current lr; at a constant lr the two are the same update.
     """
 
     def __init__(self, lr=0.1, momentum=0.0, nesterov=False):
@@ -111,21 +118,31 @@ class SGD(Optimizer):
     def step(self, model):
         # A Python float scales a float32 array in float32; an np.float64 lr (from np.logspace,
         # say) would upcast every update to float64.
-        lr = float(self.lr)
-        for _, name, p, g in model.parameters():
-            if self.momentum == 0:
+        lr, mu = float(self.lr), float(self.momentum)
+        for name, p, g in _groups(model):
+            if mu == 0:
                 p -= lr * g
                 continue
-            v = _slot(self.slots["velocity"], name, p)
-            v *= self.momentum
-            v -= lr * g
-            p += self.momentum * v - lr * g if self.nesterov else v
+            v = _slot(self, "velocity", name, p)
+            v *= mu
+            v -= lr * g                          # v <- mu v - lr dW
+            if self.nesterov:
+                p += mu * v - lr * g             # W <- W + mu v - lr dW
+            else:
+                p += v                           # W <- W + v
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015): per-parameter steps from running moments of the gradient.
 
-    m <- b1 m + (1 - b1) dW;  v <- b2 v + (1 - b2) dW^2;  W <- W - lr * m_hat / (sqrt(v_hat) + eps)
+    m <- b1 m + (1 - b1) dW;   v <- b2 v + (1 - b2) dW^2
+    m_hat = m / (1 - b1^t);    v_hat = v / (1 - b2^t)
+    W <- W - lr * m_hat / (sqrt(v_hat) + eps)
+
+    exactly as notebook 03 and PyTorch's torch.optim.Adam write it (eps added to sqrt(v_hat);
+    the paper's section 2 folds the corrections into the step size, which moves eps).
+    L2 (train's l2_lambda) is added to dW before this step, like PyTorch Adam's weight_decay:
+    this is Adam with L2, not AdamW.
     """
 
     scalar_names = ("t",)
@@ -141,29 +158,70 @@ class Adam(Optimizer):
 
     def step(self, model):
         self.t += 1
-        # Bias corrections folded into the step size, as in the paper's section 2.
-        step = self.lr * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
-        for _, name, p, g in model.parameters():
-            m, v = _slot(self.slots["m"], name, p), _slot(self.slots["v"], name, p)
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * g * g
-            p -= p.dtype.type(step) * m / (np.sqrt(v) + self.eps)
+        b1, b2, lr, eps = float(self.beta1), float(self.beta2), float(self.lr), float(self.eps)
+        correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        for name, p, g in _groups(model):
+            m, v = _slot(self, "m", name, p), _slot(self, "v", name, p)
+            m *= b1
+            m += (1 - b1) * g                     # m <- b1 m + (1 - b1) dW
+            v *= b2
+            v += (1 - b2) * g * g                 # v <- b2 v + (1 - b2) dW^2
+            # The update in one scratch array: sqrt(v / c2) + eps, then m / that, times lr / c1.
+            s = np.divide(v, correction2)         # v_hat
+            np.sqrt(s, out=s)
+            s += eps
+            np.divide(m, s, out=s)                # m / (sqrt(v_hat) + eps)
+            s *= lr / correction1                 # lr * m_hat / (sqrt(v_hat) + eps)
+            p -= s
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 
-def _slot(slots, name, p):
-    """The optimiser's state array for parameter name, created as zeros on first use.
+def _groups(model):
+    """Yield (key, param, grad): the arrays one update runs over, key the parameter's name.
 
-    Not slots.setdefault(name, np.zeros_like(p)): that would allocate and zero a
-    parameter-sized array on every step, only to throw it away.
+    A model that keeps all its parameters in one flat array (Sequential does, see
+    Sequential.flat) is updated in one pass over that array: the same arithmetic,
+    element by element, as one pass per parameter, in a few NumPy calls instead of a few per
+    parameter; its key is then the flat array's layout (see _slot). Any other model, or one
+    whose arrays were replaced, is updated per parameter.
     """
-    if name not in slots:
-        slots[name] = np.zeros_like(p)
-    return slots[name]
+    flat = model.flat() if hasattr(model, "flat") else None
+    if flat is not None:
+        yield flat.layout, flat.params, flat.grads
+        return
+    for _, name, p, g in model.parameters():
+        yield name, p, g
+
+
+def _slot(optimizer, slot, key, p):
+    """The optimiser's state array for p, zeros at first; key: p's name, or the flat model's layout.
+
+    Not setdefault(name, np.zeros_like(p)): that would allocate and zero a parameter-sized
+    array on every step, only to throw it away. For the flat model the slots are views of one
+    flat array, so state_dict() still names one array per parameter; they are (re)built when
+    missing or replaced (load_state_dict copies arrays in), keeping the values they hold.
+    """
+    slots = optimizer.slots[slot]
+    if isinstance(key, str):
+        if key not in slots:
+            slots[key] = np.zeros_like(p)
+        return slots[key]
+    layout = key  # ((name, start, stop, shape), ...) of the flat model
+    flat_slots = optimizer.__dict__.setdefault("_flat_slots", {})
+    flat, views = flat_slots.get(slot, (None, {}))
+    if flat is None or flat.shape != p.shape or flat.dtype != p.dtype or len(slots) != len(layout) \
+            or any(slots.get(n) is not views.get(n) for n, *_ in layout):
+        flat, views = np.zeros_like(p), {}
+        for n, start, stop, shape in layout:
+            views[n] = flat[start:stop].reshape(shape)
+            if n in slots:
+                views[n][...] = slots[n]
+        slots.clear()
+        slots.update(views)
+        flat_slots[slot] = (flat, views)
+    return flat
 
 
 def l2_regularize(model, l2_lambda):
@@ -172,6 +230,11 @@ def l2_regularize(model, l2_lambda):
     Biases are not penalised. Call after backward, before the optimiser's step.
     """
     if l2_lambda == 0:  # l2_lambda is checked once per run, by train(), not on every batch
+        return
+    flat = model.flat() if hasattr(model, "flat") else None
+    if flat is not None:  # the weights lie first in the flat array: one pass over all of them
+        w = slice(0, flat.n_weights)
+        flat.grads[w] += float(l2_lambda) * flat.params[w]
         return
     for _, name, p, g in model.parameters():
         if name.endswith(".W"):
@@ -190,7 +253,7 @@ def lr_schedule(lr, kind="constant", decay_factor=0.5, decay_steps=1000, total_s
     """Return a function iteration -> learning rate.
 
     constant:     lr
-    step:         lr * decay_factor ** (t // decay_steps)    (the course projects' decay)
+    step:         lr * decay_factor ** (t // decay_steps)    (a staircase: the rate drops every decay_steps)
     exponential:  lr * decay_factor ** (t / decay_steps)     (the same decay, smoothly)
     cosine:       min_lr + (lr - min_lr) * (1 + cos(pi * t / total_steps)) / 2
 
