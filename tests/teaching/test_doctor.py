@@ -134,7 +134,9 @@ def test_initial_loss_is_ln_c_when_the_logits_are_equal(data):
     from utils.teaching.sanity import initial_loss, zero_weights
     result = initial_loss(zero_weights(healthy()), *data)
     assert result.loss == pytest.approx(np.log(C)) and result.chance == pytest.approx(np.log(C))
-    assert "ln(K) = 1.386" in str(result)
+    assert "ln(K) = 1.386" in str(result) and "no class preferred yet" in str(result)
+    large = initial_loss(healthy(), data[0] * 30, data[1])  # inputs far too large: large logits
+    assert large.loss > 1.5 * np.log(C) and "prefer some classes" in str(large) and "no class" not in str(large)
 
 
 def test_network_gradient_check_passes_and_sees_a_wrong_l2_gradient(data, monkeypatch):

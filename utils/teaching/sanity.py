@@ -44,9 +44,12 @@ class InitialLoss:
     logit_std: float
 
     def __str__(self):
-        return (f"loss at initialisation {self.loss:.3f}; ln(K) = {self.chance:.3f} for K classes, the loss of "
-                f"guessing uniformly; the logits' std is {self.logit_std:.2f} (random logits, not all equal, put "
-                f"the loss above ln(K); a He-initialised output layer makes them large, a smaller one gives ~ln(K))")
+        head = (f"loss at initialisation {self.loss:.3f}; ln(K) = {self.chance:.3f} for K classes, the loss of "
+                f"guessing uniformly; the logits' std is {self.logit_std:.2f}")
+        if abs(self.loss - self.chance) <= 0.05 * self.chance:
+            return head + " (nearly equal logits: no class preferred yet, as it should be)"
+        return head + (" (logits that large prefer some classes before any training: a He-initialised output "
+                       "layer makes them so; a smaller output layer gives ~ln(K))")
 
 
 def initial_loss(model, X, y):
