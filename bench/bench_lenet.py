@@ -26,28 +26,28 @@ BATCH_SIZE, LR = 64, 0.05
 
 def images(n):
     """The first n training images as (n, 1, 28, 28) and the test set, float32 in [0, 1]."""
-    X, y, X_test, y_test = fashion_mnist()
-    return X[:n].reshape(-1, 1, 28, 28), y[:n], X_test.reshape(-1, 1, 28, 28), y_test
+    X, y, X_held, y_held = fashion_mnist()
+    return X[:n].reshape(-1, 1, 28, 28), y[:n], X_held.reshape(-1, 1, 28, 28), y_held
 
 
-def run_ours(X, y, X_test, y_test, epochs):
+def run_ours(X, y, X_held, y_held, epochs):
     from utils.core.models import lenet5
     from utils.core.train import evaluate, train
     model = lenet5(rng=0)
     # A small validation set: PyTorch does not validate per epoch, so keep ours cheap too.
-    history = train(model, X, y, X_test[:500], y_test[:500], num_epochs=epochs, batch_size=BATCH_SIZE, lr=LR,
+    history = train(model, X, y, X_held[:500], y_held[:500], num_epochs=epochs, batch_size=BATCH_SIZE, lr=LR,
                     momentum=0.0, l2_lambda=0.0, lr_schedule="constant", restore_best=False, progress=False)
-    return list(history.seconds), evaluate(model, X_test, y_test)[1]
+    return list(history.seconds), evaluate(model, X_held, y_held)[1]
 
 
-def run_torch(X, y, X_test, y_test, epochs):
+def run_torch(X, y, X_held, y_held, epochs):
     import torch
     from torch import nn
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                           nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    return train_torch(model, X, y, X_test, y_test, epochs, BATCH_SIZE, LR)
+    return train_torch(model, X, y, X_held, y_held, epochs, BATCH_SIZE, LR)
 
 
 def worker(name, epochs, n):

@@ -14,10 +14,9 @@ evaluate (notebook 04). These tests rerun the key results and check them against
 
 How the bands were measured (one BLAS thread, this project's 2-core machine): the best
 validation accuracy `python -m utils train --set seed=S` prints, for the seeds listed below
-(the seed also draws the validation split, so seeds differ by more here than on the fixed
-test set: 0.907 to 0.916). Across CPUs the same seed moves too (test accuracy of seed 0 on a
-fresh clone elsewhere: 0.9024 against 0.9019 here), so each band is the measured range widened
-by about 0.005 on each side.
+(the seed also draws the validation split: 0.907 to 0.916). Across CPUs the same seed moves
+too (another CPU's BLAS kernels round differently and, over thousands of steps, train a slightly
+different network), so each band is the measured range widened by about 0.005 on each side.
 """
 import json
 import os

@@ -229,10 +229,10 @@ def test_playground_in_browser(notebooks, shots):
     first.scroll_into_view_if_needed()
 
     # A slider moved in the browser reaches the kernel: the status line is written by the kernel.
-    assert "lr 0.01" in first.locator(".pg-status").inner_text()  # the notebook's last pg.set(lr=0.01)
+    assert "lr 0.03" in first.locator(".pg-status").inner_text()  # the notebook's last pg.set(..., lr=0.03)
     first.locator(".pg-lr .noUi-handle").focus()
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("() => document.querySelector('.pg-widget .pg-status').innerText.includes('lr 0.03')",
+    page.wait_for_function("() => document.querySelector('.pg-widget .pg-status').innerText.includes('lr 0.1')",
                            timeout=30_000)
     # An inactive control is disabled: momentum under Adam.
     assert first.locator(".pg-momentum .noUi-target[disabled]").count() == 0

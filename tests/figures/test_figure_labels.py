@@ -174,7 +174,7 @@ def test_the_saved_playground_png_carries_the_colour_meaning(tmp_path, monkeypat
 
 def test_templates_caption_says_each_unit_has_its_own_scale():
     text = templates_caption(mlp([784, 40, 10], rng=0), (28, 28))
-    assert "first 32 units" in text and "its own max |w|" in text and "brighter than the mean image" in text
+    assert "first 32 units" in text and "its own max |w|" in text and "brighter than the training pixels' mean" in text
 
 
 # ---- data figures (F4, F5, F6)
@@ -228,7 +228,7 @@ def test_template_colour_bar_says_weight_and_the_title_gives_the_standardised_me
     fig = plot_first_layer_templates(mlp([784, 8, 10], rng=0), n=4)
     (bar,) = colorbar_axes(fig)
     assert bar.get_ylabel().startswith("weight") and "excites" not in bar.get_ylabel()
-    assert "brighter than the mean image" in fig._suptitle.get_text()
+    assert "brighter than the training pixels' mean" in fig._suptitle.get_text()
 
 
 def test_a_small_bias_is_drawn_as_bars_by_class():

@@ -56,6 +56,8 @@ def test_the_headline_values_are_written_once():
     pattern = re.compile(rf"lr\W{{1,4}}{t['lr']}\b|\[512, 256\]|num_epochs\W{{1,4}}{t['num_epochs']}\b")
     sources = {p: p.read_text() for p in [*ROOT.glob("utils/*.py"), ROOT / "module.py"]}
     for p in ROOT.glob("notebooks/*.ipynb"):  # the cells people write, not the outputs the run printed
+        if p.name == "00_playground.ipynb":  # a toy network with settings of its own, not the headline experiment
+            continue
         sources[p] = "".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"])
     hits = [p.name for p, text in sources.items() if pattern.search(text)]
     assert hits == [], f"headline values restated in {hits}"

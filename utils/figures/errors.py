@@ -52,8 +52,9 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES):
     return fig
 
 
-def plot_class_errors(results, class_names=CLASS_NAMES):
-    """Bars of the error rate per true class, one colour per model. results: {name: (y_true, y_pred)}."""
+def plot_class_errors(results, class_names=CLASS_NAMES, split="test"):
+    """Bars of the error rate per true class, one colour per model. results: {name: (y_true, y_pred)};
+    split: which images they are ("validation", "test"), for the title."""
     fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
     width = 0.8 / len(results)
     for j, (name, (y_true, y_pred)) in enumerate(results.items()):
@@ -62,7 +63,7 @@ def plot_class_errors(results, class_names=CLASS_NAMES):
                width, label=f"{name} ({100 * table['errors'].sum() / len(y_true):.1f}% overall)")
     ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
     ax.set_ylabel("% of the class misclassified")
-    ax.set_title("Test errors per true class")
+    ax.set_title(f"{split.capitalize()} errors per true class")
     ax.legend()
     return fig
 

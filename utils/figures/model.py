@@ -12,9 +12,11 @@ from utils.core.models import ACTIVATIONS, evaluating, linear_layers
 from utils.figures.data import as_images, grid_shape, image_shape_of, show_image
 
 ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
-# Inputs are standardised, so a weight's sign says what a pixel does relative to the mean image:
-# a background pixel is below the mean (negative), and a red weight on it lowers the output.
-TEMPLATE_NOTE = "red: the unit's output rises when this pixel is brighter than the mean image, blue: when it is darker"
+# Inputs are standardised with one mean and std over all training pixels, so a weight's sign says what
+# a pixel does relative to that mean: a background pixel is below it (negative), and a red weight on it
+# lowers the output.
+TEMPLATE_NOTE = ("red: the unit's output rises when this pixel is brighter than the training pixels' mean, "
+                 "blue: when it is darker")
 MAX_BARS = 32  # a bias with at most this many values is drawn value by value, not as a histogram
 
 
@@ -66,8 +68,8 @@ def plot_first_layer_templates(model, n=32, cols=8, image_shape=None):
 
     image_shape: (C, H, W) of the inputs (default: told from W's number of rows, e.g. 784 ->
     (1, 28, 28), 3072 -> (3, 32, 32)). Grey inputs give red/blue maps on one colour scale for all
-    units (red: the unit's output rises when the pixel is brighter than the mean image, since
-    the inputs are standardised); colour inputs give RGB images on one scale, grey where the
+    units (red: the unit's output rises when the pixel is brighter than the training pixels' mean,
+    since the inputs are standardised by it); colour inputs give RGB images on one scale, grey where the
     weights are 0. A conv first layer is drawn by plot_filters.
     """
     W = next(layer for layer in model.layers if hasattr(layer, "params") and "W" in layer.params).params["W"]
@@ -94,7 +96,7 @@ def plot_first_layer_templates(model, n=32, cols=8, image_shape=None):
     else:
         fig.suptitle(f"First-layer weights as {H}x{Wd} RGB templates (units 0-{n - 1}, one scale for all units)\n"
                      "grey: weight 0; a colour: the unit's output rises where the pixel has more of that colour "
-                     "than the mean image")
+                     "than the training pixels' mean")
     return fig
 
 

@@ -27,10 +27,11 @@ def _lut(name, lighten=0.0):
 BOUNDARY_LUT, WEIGHT_LUT = _lut("RdBu", lighten=0.45), _lut("RdBu_r")
 POINT_COLOURS = np.array([[165, 0, 38], [49, 54, 149]], dtype=np.uint8)  # the LUT's two ends, darkened
 # What the colours mean, beside the picture in the widget and written into a saved PNG.
-BOUNDARY_CAPTION = "P(class 1): red = class 0, blue = class 1; dots: training points, rings: validation points"
+BOUNDARY_CAPTION = ("P(class 1): red = class 0, blue = class 1; filled squares: training points, "
+                    "hollow squares: validation points")
 TEMPLATES_CAPTION = ("First-layer weights of the first {k} units, one {h}x{w} template each, each unit scaled to "
                      "its own max |w| (no common scale). Red: the unit's output rises when this pixel is brighter "
-                     "than the mean image; blue: when it is darker.")
+                     "than the training pixels' mean; blue: when it is darker.")
 
 
 def _png(rgb):
