@@ -8,20 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.teaching.clusters import C, D, gaussian_clusters
 from utils.core.models import mlp
 from utils.teaching.doctor import Diagnosis, diagnose
 from utils.teaching.gradcheck import GRADCHECK_TOL
-
-C, D = 4, 30
 
 
 @pytest.fixture(scope="module")
 def data():
     """Four Gaussian clusters in 30 dimensions, standardised: easy to learn, easy to overfit."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, C, 400)
-    X = rng.standard_normal((C, D))[y] * 0.7 + rng.standard_normal((400, D))
-    return ((X - X.mean()) / X.std()).astype(np.float32), y
+    return gaussian_clusters()
 
 
 def healthy(activation="relu", sizes=(32, 16)):

@@ -7,20 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.teaching.clusters import C, D, gaussian_clusters
 from utils.core.models import mlp
 from utils.core.optim import SGD, Adam
 from utils.teaching.doctor import DOCTOR, diagnose
-
-C, D = 4, 30
 
 
 @pytest.fixture(scope="module")
 def data():
     """Four Gaussian clusters in 30 dimensions, standardised, in random order: 300 to train on, 100 to check."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, C, 400)
-    X = rng.standard_normal((C, D))[y] * 0.7 + rng.standard_normal((400, D))
-    X = ((X - X.mean()) / X.std()).astype(np.float32)
+    X, y = gaussian_clusters()
     return X[:300], y[:300], X[300:], y[300:]
 
 
