@@ -212,14 +212,14 @@ def test_the_chinese_notebooks_run_under_nbval_only_when_named():
 
 
 def test_every_text_the_code_passes_to_the_lookup_has_a_chinese_translation():
-    table = {e.msgid: e for e in po.read(language.catalog_path("zh")) if e.msgid and not e.obsolete}
+    table = {e.msgid: e for path in language.catalog_paths("zh") for e in po.read(path) if e.msgid and not e.obsolete}
     used = translate.messages_in_code()
     assert len(used) >= 3  # the literal say() sentences of the notebooks at least: the extraction works
     missing = {text: places[0] for text, places in used.items()
                if text not in table or not table[text].msgstr or table[text].fuzzy}
     assert not missing, ("these texts are passed to _(), label(), labels() or say() but have no up-to-date "
-                         "translation in locale/zh_CN/LC_MESSAGES/messages.po (make zh adds them; translate "
-                         "them there):\n" + "\n".join(f"  {t!r}  ({w})" for t, w in missing.items()))
+                         "translation in locale/zh_CN/LC_MESSAGES/*.po (make zh adds them to messages.po; "
+                         "translate them there or in the catalog of their part):\n" + "\n".join(f"  {t!r}  ({w})" for t, w in missing.items()))
 
 
 def test_update_messages_adds_what_the_code_uses_and_keeps_the_rest(tmp_path, monkeypatch):

@@ -7,8 +7,9 @@ The language is Chinese when NN_LANG says so (NN_LANG=zh; the Chinese notebooks 
 first cell), or, without NN_LANG, when the locale does (LANG=zh_CN.UTF-8); English otherwise.
 Like paths.py, it is read when a message is looked up, not once at import.
 
-The words live in a gettext catalog, locale/zh_CN/LC_MESSAGES/messages.po, whose msgid is the
-English text: a message with no translation yet, or one marked fuzzy (its English changed
+The words live in gettext catalogs, locale/zh_CN/LC_MESSAGES/*.po, one per part of the code
+(messages.po for the notebooks' sentences, and e.g. checks.po, doctor.po, figures.po, commands.po),
+read together; an entry's msgid is the English text: a message with no translation yet, or one marked fuzzy (its English changed
 since it was translated), is shown in English, as gettext itself does.
 """
 import os
@@ -44,6 +45,11 @@ def catalog_path(lang, name=MESSAGES):
     return LOCALE_DIR / LOCALES[lang] / "LC_MESSAGES" / name
 
 
+def catalog_paths(lang):
+    """Every catalog of the language's LC_MESSAGES folder (messages.po and its siblings), by name."""
+    return sorted(catalog_path(lang).parent.glob("*.po"))
+
+
 def read_catalog(path):
     """The entries of a .po file; a clear error for a file that is missing or not a catalog."""
     if not path.is_file():
@@ -67,5 +73,9 @@ def _(message):
     lang = language()
     if lang == "en":
         return message
-    return translations(catalog_path(lang)).get(message, message)
+    for path in catalog_paths(lang):
+        found = translations(path).get(message)
+        if found is not None:
+            return found
+    return message
 

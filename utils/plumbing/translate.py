@@ -253,13 +253,14 @@ def messages_in_code():
 
 
 def update_messages():
-    """Add each text the code passes to _() and the like, and messages.po lacks, as an entry to translate.
+    """Add each text the code passes to _() and the like, and no catalog of LC_MESSAGES has, to messages.po
+    as an entry to translate.
 
     Entries the code does not use (yet) are kept: a translation may be written before its call site.
     Returns the number added."""
     path = messages_path(LANG)
     entries = read_catalog(path)
-    known = {e.msgid for e in entries if not e.obsolete}
+    known = {e.msgid for other in sorted(path.parent.glob("*.po")) for e in read_catalog(other) if not e.obsolete}
     new = [po.Entry(text, comments=[f"used in {places[0]}"]) for text, places in messages_in_code().items()
            if text not in known]
     if new:
