@@ -10,7 +10,8 @@ someone translates the new text and removes the mark.
     python -m utils.plumbing.translate update   # catalogs follow the English notebooks and code (make zh)
     python -m utils.plumbing.translate build    # notebooks/zh/ from the English + catalogs (make zh)
     python -m utils.plumbing.translate check    # list what is missing or out of date; exit 1 if any
-    python -m utils.plumbing.translate english  # every line of notebooks/zh/ still in English (text and outputs)
+    python -m utils.plumbing.translate english  # every line of notebooks/zh/ still in English (text and outputs),
+                                                # and figure text the code draws without label()
 
 The Chinese notebook has the English code cells, unchanged but for LANGUAGE_LINE put before the
 first one, which makes the code speak Chinese (utils.plumbing.language). A code cell whose source
@@ -287,6 +288,42 @@ def english_lines(notebook):
     return found
 
 
+# Matplotlib calls whose text a figure shows: (name, positions of text arguments, text keywords).
+FIGURE_TEXT_CALLS = {"set_title": ((0,), ()), "set_xlabel": ((0,), ()), "set_ylabel": ((0,), ()),
+                     "suptitle": ((0,), ()), "text": ((2,), ()), "annotate": ((0,), ()), "figtext": ((2,), ()),
+                     "set": ((), ("title", "xlabel", "ylabel")), "legend": ((), ("title",))}
+TEXT_KEYWORDS = ("label", "title", "suptitle", "xlabel", "ylabel")  # of any call: plot(..., label="train")
+
+
+def _english_literal(node):
+    """The English of a str literal or f-string node with a word of 3+ letters, else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value
+    elif isinstance(node, ast.JoinedStr):
+        text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+    else:
+        return None
+    return text if re.search(r"[A-Za-z]{3,}", text) and not CJK.search(text) else None
+
+
+def figure_text_in_code():
+    """[(where, English)] of figure text written as a bare literal (not through label()) in utils/ and the
+    English notebooks' code: a title, axis label, legend entry or annotation the Chinese edition would
+    draw in English."""
+    found = []
+    for where, text in code_sources():
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+            positions, keywords = FIGURE_TEXT_CALLS.get(name, ((), ()))
+            args = [node.args[i] for i in positions if i < len(node.args)]
+            args += [k.value for k in node.keywords if k.arg in keywords or k.arg in TEXT_KEYWORDS]
+            found += [(f"{where}:{arg.lineno}", english) for arg in args
+                      if (english := _english_literal(arg)) is not None]
+    return found
+
+
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 1 or args[0] not in ("update", "build", "check", "english"):
@@ -320,6 +357,9 @@ def main(argv=None):
             failed += len(found)
             for context, what in found:
                 print(f"{context}: {what}")
+    if args[0] == "english" and not args[1:]:
+        for where, english in figure_text_in_code():
+            print(f"{where}: figure text not passed through label(): {english[:120]!r}")
     if args[0] == "check":
         print(f"{failed} markdown cells need a translation" if failed else "every markdown cell is translated")
     return 1 if failed else 0
