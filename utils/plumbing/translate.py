@@ -23,6 +23,7 @@ first argument, in utils/ and the English notebooks) and adds what messages.po l
 """
 import ast
 import copy
+import html
 import json
 import re
 import sys
@@ -42,6 +43,7 @@ LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计�
                  '（英文版没有这一行）\n\n')
 # The calls whose first argument is English text to translate (a literal, or a list of literals for labels).
 TRANSLATED_CALLS = ("_", "label", "labels", "say")
+WIDGET = "application/vnd.jupyter.widget-view+json"
 # What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # Chinese characters and punctuation
 SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
@@ -277,8 +279,12 @@ def english_lines(notebook):
         texts = [source(cell)] if cell.get("cell_type") == "markdown" else []
         for out in cell.get("outputs", []):
             data = out.get("data", {})
-            if "image/png" in data:
-                continue  # a figure: its text/plain "<Figure ...>" is not shown, and its words are pixels
+            if "image/png" in data or WIDGET in data:
+                continue  # a figure (its words are pixels) or a live widget: their text/plain is not shown
+            if "text/html" in data and "text/markdown" not in data:  # a table: what the reader sees
+                table = re.sub(r"<style.*?</style>", "", source({"source": data["text/html"]}), flags=re.S)
+                texts.append(html.unescape(re.sub(r"<[^>]+>", " ", table)))
+                continue
             texts.append(source({"source": out.get("text", data.get("text/markdown", data.get("text/plain", "")))}))
         for text in texts:
             for line in re.sub(r"\$\$.*?\$\$", "", text, flags=re.S).splitlines():  # display math is not prose
