@@ -160,7 +160,7 @@ def test_check_command_exits_1_and_names_the_cell(course, capsys):
 ENGLISH = translate.english_notebooks()
 
 
-@pytest.mark.parametrize("notebook", ENGLISH, ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", translate.english_sources(), ids=lambda p: p.stem)
 def test_every_markdown_cell_has_an_up_to_date_translation(notebook):
     found = translate.problems(notebook)
     assert not found, (f"{len(found)} markdown cells of notebooks/{notebook.name} lack an up-to-date Chinese "
@@ -190,6 +190,37 @@ def test_the_chinese_notebook_has_the_english_code_and_the_catalogs_text(noteboo
     stale = [c["id"] for c, f in zip(zh, fresh)
              if c["cell_type"] == "markdown" and translate.source(c) != translate.source(f)]  # str or list of lines
     assert not stale, f"the markdown of cells {stale} is not what the catalog says: run make zh"
+
+
+@pytest.mark.parametrize("document", translate.DOCUMENTS, ids=lambda p: p.stem)
+def test_the_chinese_document_is_what_its_catalog_says(document, tmp_path, monkeypatch):
+    chinese = translate.edition_path(document)
+    assert chinese.is_file(), f"{translate.shown(chinese)} is missing: run make zh"
+    monkeypatch.setattr(translate, "edition_path", lambda path: tmp_path / path.name)
+    translate.build(document)
+    assert chinese.read_text(encoding="utf-8") == (tmp_path / document.name).read_text(encoding="utf-8"), (
+        f"{translate.shown(chinese)} is not what the catalog says: run make zh")
+
+
+def test_a_document_is_translated_block_by_block_keyed_by_question(tmp_path, monkeypatch):
+    monkeypatch.setattr(translate, "CATALOG_DIR", tmp_path / "catalogs")
+    (tmp_path / "catalogs").mkdir()
+    doc = tmp_path / "answers.md"
+    doc.write_text("# Answers\n\n**Question 1.** Because `N`.\n\nA closing remark.\n", encoding="utf-8")
+    assert [c for c, _ in translate.markdown_cells(doc)] == ["answers/h-Answers", "answers/q1", "answers/p2"]
+    translate.update(doc)
+    entries = translate.load(doc)
+    for e in entries[1:]:
+        e.msgstr = {"answers/q1": "**问题 1.** 因为 `N`。", "answers/h-Answers": "# 答案"}.get(e.context, "")
+    translate.save(entries, translate.catalog_path(doc))
+    assert [c for c, _ in translate.problems(doc)] == ["answers/p2"]
+    assert translate.build(doc) == ["answers/p2"]
+    assert (tmp_path / "zh" / "answers.md").read_text(encoding="utf-8") == (
+        "# 答案\n\n**问题 1.** 因为 `N`。\n\nA closing remark.\n")
+    doc.write_text("# Answers\n\n**Question 1.** Because `M`.\n\nA closing remark.\n", encoding="utf-8")
+    translate.update(doc)
+    assert ("answers/q1", "fuzzy: the English changed since it was translated; compare with #| msgid") in \
+        translate.problems(doc)
 
 
 

@@ -49,9 +49,41 @@ CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # Chinese charac
 SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
 
 
+# Markdown files translated the same way, a block (paragraph, heading, list) per entry; their Chinese is
+# written beside them, in a zh/ folder (notebooks/solutions/zh/06_answers.md).
+DOCUMENTS = (NOTEBOOK_DIR / "solutions" / "06_answers.md",)
+QUESTION = re.compile(r"^\*\*Question (\d+)\.\*\*")
+
+
 def english_notebooks():
     """notebooks/NN_*.ipynb, the English edition, in order."""
     return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def english_sources():
+    """The English notebooks, then the English markdown documents: everything the Chinese edition is made from."""
+    return english_notebooks() + [d for d in DOCUMENTS if d.is_file()]
+
+
+def edition_path(path):
+    """Where the Chinese of an English notebook or document goes: notebooks/zh/..., or a zh/ folder beside it."""
+    return EDITION_DIR / path.name if path.suffix == ".ipynb" else path.parent / LANG / path.name
+
+
+def document_blocks(path):
+    """[(msgctxt, English block)] of a markdown file: its blank-line separated blocks, keyed by question
+    number ("06_answers/q3"), by heading ("06_answers/h-B. Training") or by position ("06_answers/p2")."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} cannot be read as UTF-8 text: {e}") from e
+    out = []
+    for i, block in enumerate(b.strip("\n") for b in re.split(r"\n\s*\n", text) if b.strip()):
+        question = QUESTION.match(block)
+        key = (f"q{question.group(1)}" if question else f"h-{block.lstrip('#').strip()}" if block.startswith("#")
+               else f"p{i}")
+        out.append((f"{path.stem}/{key}", block))
+    return out
 
 
 def read_notebook(path):
@@ -80,7 +112,9 @@ def catalog_path(notebook):
 
 
 def markdown_cells(notebook):
-    """[(msgctxt, English text)] of the notebook's markdown cells, in order."""
+    """[(msgctxt, English text)] of the notebook's markdown cells (of a markdown file's blocks), in order."""
+    if notebook.suffix == ".md":
+        return document_blocks(notebook)
     out = []
     for i, cell in enumerate(read_notebook(notebook)["cells"]):
         if cell.get("cell_type") == "markdown":
@@ -185,8 +219,21 @@ def translated(notebook):
     return {e.context: e.msgstr for e in read_catalog(path) if e.msgid and not e.obsolete and e.context not in bad}
 
 
+def build_document(path):
+    """Write the Chinese of a markdown document (zh/<name> beside it); returns the blocks left in English."""
+    chinese = translated(path)
+    blocks = [(context, chinese.get(context, english)) for context, english in document_blocks(path)]
+    target = edition_path(path)
+    target.parent.mkdir(exist_ok=True)
+    with atomic_write(target, "wb") as f:
+        f.write(("\n\n".join(text for _, text in blocks) + "\n").encode("utf-8"))
+    return [context for context, _ in blocks if context not in chinese]
+
+
 def build(notebook):
     """Write notebooks/zh/<name>: English code cells, Chinese markdown; returns the contexts left in English."""
+    if notebook.suffix == ".md":
+        return build_document(notebook)
     nb = read_notebook(notebook)
     target = EDITION_DIR / notebook.name
     previous = read_notebook(target) if target.is_file() else {"cells": [], "metadata": {}}
@@ -275,7 +322,9 @@ def english_lines(notebook):
     """[(cell index, line)] of notebooks/zh/<name> that have English words and no Chinese: markdown outside
     code, math and links, and the cells' text outputs (printed lines, computed sentences, tables as text)."""
     found = []
-    for i, cell in enumerate(read_notebook(EDITION_DIR / notebook.name)["cells"]):
+    cells = ([{"cell_type": "markdown", "source": edition_path(notebook).read_text(encoding="utf-8")}]
+             if notebook.suffix == ".md" else read_notebook(EDITION_DIR / notebook.name)["cells"])
+    for i, cell in enumerate(cells):
         texts = [source(cell)] if cell.get("cell_type") == "markdown" else []
         for out in cell.get("outputs", []):
             data = out.get("data", {})
@@ -336,28 +385,28 @@ def main(argv=None):
         print("usage: python -m utils.plumbing.translate {update|build|check|english} [notebooks/NN_name.ipynb ...]",
               file=sys.stderr)
         return 2
-    notebooks = [ROOT / a for a in args[1:]] or english_notebooks()  # ROOT / "/abs/path" is /abs/path
+    notebooks = [ROOT / a for a in args[1:]] or english_sources()  # ROOT / "/abs/path" is /abs/path
     missing = [str(n) for n in notebooks if not n.is_file()]
     if missing:
-        print(f"no such notebook: {', '.join(missing)} (expected English notebooks, e.g. notebooks/01_*.ipynb)",
+        print(f"no such notebook: {', '.join(missing)} (expected English notebooks, e.g. notebooks/01_*.ipynb, "
+              f"or {', '.join(str(shown(d)) for d in DOCUMENTS)})",
               file=sys.stderr)
         return 2
     failed = 0
     if args[0] == "update" and not args[1:]:
         print(f"{shown(messages_path(LANG))}: {update_messages()} new messages to translate")
     for notebook in notebooks:
-        name = notebook.name
         if args[0] == "update":
             counts = update(notebook)
             print(f"{shown(catalog_path(notebook))}: {counts['new']} new, {counts['fuzzy']} changed "
                   f"(fuzzy), {counts['obsolete']} obsolete")
         elif args[0] == "build":
             left = build(notebook)
-            print(f"{shown(EDITION_DIR / name)}" + (f": {len(left)} markdown cells left in English (make zh-check "
+            print(f"{shown(edition_path(notebook))}" + (f": {len(left)} markdown cells left in English (make zh-check "
                                                  f"lists them)" if left else ""))
         elif args[0] == "english":
             for index, line in english_lines(notebook):
-                print(f"{shown(EDITION_DIR / name)} cell {index}: {line[:150]}")
+                print(f"{shown(edition_path(notebook))} cell {index}: {line[:150]}")
         else:
             found = problems(notebook)
             failed += len(found)
