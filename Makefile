@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
 .PHONY: run test test-slow test-cifar test-cpus lint lab bench bench-pipeline bench-playground data venv clean solutions \
-	zh zh-check run-zh test-zh fonts-zh
+	zh zh-check zh-english run-zh test-zh fonts-zh
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ zh: venv
 # Every markdown cell without an up-to-date translation; fails if there is one.
 zh-check: venv
 	$(PY) -m utils.plumbing.translate check
+
+# Every line a Chinese reader would still meet in English (markdown, outputs, figure text in the code).
+zh-english: venv
+	$(PY) -m utils.plumbing.english_left
 
 # A CJK font for the Chinese figures: Debian's Noto Sans CJK where we may install it. Without one
 # the figures keep English labels (utils/plumbing/fonts.py says so once).

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from utils.plumbing import language, po, translate
+from utils.plumbing import english_left, language, po, translate
 
 
 def cell(kind, text, cell_id):
@@ -274,15 +274,15 @@ def test_the_english_left_in_a_chinese_notebook_is_listed(course):
         {"output_type": "stream", "name": "stdout", "text": ["best epoch 7: validation accuracy 0.9012\n", "最佳 7\n"]},
         {"output_type": "display_data", "metadata": {}, "data": {"text/plain": "验证准确率 90.1%"}}]
     target.write_text(json.dumps(built), encoding="utf-8")
-    assert translate.english_lines(course) == [(3, "best epoch 7: validation accuracy 0.9012")]
+    assert english_left.english_lines(course) == [(3, "best epoch 7: validation accuracy 0.9012")]
 
 
 def test_figure_text_written_without_label_is_found(monkeypatch):
-    monkeypatch.setattr(translate, "code_sources", lambda: [("a.py", (
+    monkeypatch.setattr(english_left, "code_sources", lambda: [("a.py", (
         'ax.set_title("Loss curves")\n'
         'ax.set_xlabel(label("epoch"))\n'
         'ax.plot(x, y, label=f"lr {lr}")\n'
         'ax.set(xlabel="step", ylabel=label("loss"))\n'
         'fig.suptitle("验证准确率")\n'
         'ax.text(0, 1, "n=3")\n'))])
-    assert translate.figure_text_in_code() == [("a.py:1", "Loss curves"), ("a.py:4", "step")]
+    assert english_left.figure_text_in_code() == [("a.py:1", "Loss curves"), ("a.py:4", "step")]

@@ -9,8 +9,8 @@ Like paths.py, it is read when a message is looked up, not once at import.
 
 The words live in gettext catalogs, locale/zh_CN/LC_MESSAGES/*.po, one per part of the code
 (messages.po for the notebooks' sentences, and e.g. checks.po, doctor.po, figures.po, commands.po),
-read together; an entry's msgid is the English text: a message with no translation yet, or one marked fuzzy (its English changed
-since it was translated), is shown in English, as gettext itself does.
+read together; an entry's msgid is the English text: a message with no translation yet, or one
+marked fuzzy (its English changed since it was translated), is shown in English, as gettext does.
 """
 import os
 

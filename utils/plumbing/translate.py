@@ -10,8 +10,6 @@ someone translates the new text and removes the mark.
     python -m utils.plumbing.translate update   # catalogs follow the English notebooks and code (make zh)
     python -m utils.plumbing.translate build    # notebooks/zh/ from the English + catalogs (make zh)
     python -m utils.plumbing.translate check    # list what is missing or out of date; exit 1 if any
-    python -m utils.plumbing.translate english  # every line of notebooks/zh/ still in English (text and outputs),
-                                                # and figure text the code draws without label()
 
 The Chinese notebook has the English code cells, unchanged but for LANGUAGE_LINE put before the
 first one, which makes the code speak Chinese (utils.plumbing.language). A code cell whose source
@@ -23,7 +21,6 @@ first argument, in utils/ and the English notebooks) and adds what messages.po l
 """
 import ast
 import copy
-import html
 import json
 import re
 import sys
@@ -43,7 +40,6 @@ LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计�
                  '（英文版没有这一行）\n\n')
 # The calls whose first argument is English text to translate (a literal, or a list of literals for labels).
 TRANSLATED_CALLS = ("_", "label", "labels", "say")
-WIDGET = "application/vnd.jupyter.widget-view+json"
 # What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # Chinese characters and punctuation
 SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
@@ -318,71 +314,10 @@ def update_messages():
     return len(new)
 
 
-def english_lines(notebook):
-    """[(cell index, line)] of notebooks/zh/<name> that have English words and no Chinese: markdown outside
-    code, math and links, and the cells' text outputs (printed lines, computed sentences, tables as text)."""
-    found = []
-    cells = ([{"cell_type": "markdown", "source": edition_path(notebook).read_text(encoding="utf-8")}]
-             if notebook.suffix == ".md" else read_notebook(EDITION_DIR / notebook.name)["cells"])
-    for i, cell in enumerate(cells):
-        texts = [source(cell)] if cell.get("cell_type") == "markdown" else []
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if "image/png" in data or WIDGET in data:
-                continue  # a figure (its words are pixels) or a live widget: their text/plain is not shown
-            if "text/html" in data and "text/markdown" not in data:  # a table: what the reader sees
-                table = re.sub(r"<style.*?</style>", "", source({"source": data["text/html"]}), flags=re.S)
-                texts.append(html.unescape(re.sub(r"<[^>]+>", " ", table)))
-                continue
-            texts.append(source({"source": out.get("text", data.get("text/markdown", data.get("text/plain", "")))}))
-        for text in texts:
-            for line in re.sub(r"\$\$.*?\$\$", "", text, flags=re.S).splitlines():  # display math is not prose
-                prose = re.sub(r"`[^`]*`|\$[^$]*\$|\]\([^)]*\)|https?://\S+", "", line)
-                if not line.startswith("    ") and re.search(r"[A-Za-z]{3,}", prose) and not CJK.search(prose):
-                    found.append((i, line.strip()))
-    return found
-
-
-# Matplotlib calls whose text a figure shows: (name, positions of text arguments, text keywords).
-FIGURE_TEXT_CALLS = {"set_title": ((0,), ()), "set_xlabel": ((0,), ()), "set_ylabel": ((0,), ()),
-                     "suptitle": ((0,), ()), "text": ((2,), ()), "annotate": ((0,), ()), "figtext": ((2,), ()),
-                     "set": ((), ("title", "xlabel", "ylabel")), "legend": ((), ("title",))}
-TEXT_KEYWORDS = ("label", "title", "suptitle", "xlabel", "ylabel")  # of any call: plot(..., label="train")
-
-
-def _english_literal(node):
-    """The English of a str literal or f-string node with a word of 3+ letters, else None."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        text = node.value
-    elif isinstance(node, ast.JoinedStr):
-        text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
-    else:
-        return None
-    return text if re.search(r"[A-Za-z]{3,}", text) and not CJK.search(text) else None
-
-
-def figure_text_in_code():
-    """[(where, English)] of figure text written as a bare literal (not through label()) in utils/ and the
-    English notebooks' code: a title, axis label, legend entry or annotation the Chinese edition would
-    draw in English."""
-    found = []
-    for where, text in code_sources():
-        for node in ast.walk(ast.parse(text)):
-            if not isinstance(node, ast.Call):
-                continue
-            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
-            positions, keywords = FIGURE_TEXT_CALLS.get(name, ((), ()))
-            args = [node.args[i] for i in positions if i < len(node.args)]
-            args += [k.value for k in node.keywords if k.arg in keywords or k.arg in TEXT_KEYWORDS]
-            found += [(f"{where}:{arg.lineno}", english) for arg in args
-                      if (english := _english_literal(arg)) is not None]
-    return found
-
-
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 1 or args[0] not in ("update", "build", "check", "english"):
-        print("usage: python -m utils.plumbing.translate {update|build|check|english} [notebooks/NN_name.ipynb ...]",
+    if len(args) < 1 or args[0] not in ("update", "build", "check"):
+        print("usage: python -m utils.plumbing.translate {update|build|check} [notebooks/NN_name.ipynb ...]",
               file=sys.stderr)
         return 2
     notebooks = [ROOT / a for a in args[1:]] or english_sources()  # ROOT / "/abs/path" is /abs/path
@@ -404,17 +339,11 @@ def main(argv=None):
             left = build(notebook)
             print(f"{shown(edition_path(notebook))}" + (f": {len(left)} markdown cells left in English (make zh-check "
                                                  f"lists them)" if left else ""))
-        elif args[0] == "english":
-            for index, line in english_lines(notebook):
-                print(f"{shown(edition_path(notebook))} cell {index}: {line[:150]}")
         else:
             found = problems(notebook)
             failed += len(found)
             for context, what in found:
                 print(f"{context}: {what}")
-    if args[0] == "english" and not args[1:]:
-        for where, english in figure_text_in_code():
-            print(f"{where}: figure text not passed through label(): {english[:120]!r}")
     if args[0] == "check":
         print(f"{failed} markdown cells need a translation" if failed else "every markdown cell is translated")
     return 1 if failed else 0
