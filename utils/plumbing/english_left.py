@@ -16,7 +16,6 @@ import sys
 
 from utils.plumbing.translate import (
     CJK,
-    EDITION_DIR,
     code_sources,
     edition_path,
     english_sources,
@@ -32,8 +31,9 @@ def english_lines(notebook):
     """[(cell index, line)] of notebooks/zh/<name> that have English words and no Chinese: markdown outside
     code, math and links, and the cells' text outputs (printed lines, computed sentences, tables as text)."""
     found = []
-    cells = ([{"cell_type": "markdown", "source": edition_path(notebook).read_text(encoding="utf-8")}]
-             if notebook.suffix == ".md" else read_notebook(EDITION_DIR / notebook.name)["cells"])
+    target = edition_path(notebook)
+    cells = ([{"cell_type": "markdown", "source": target.read_text(encoding="utf-8")}]
+             if notebook.suffix == ".md" else read_notebook(target)["cells"])
     for i, cell in enumerate(cells):
         texts = [source(cell)] if cell.get("cell_type") == "markdown" else []
         for out in cell.get("outputs", []):
