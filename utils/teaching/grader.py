@@ -243,7 +243,7 @@ def width(text):
 
 def format_table(rows):
     """The table as the terminal shows it: the header, the verdicts and "(notebook)" in the reader's language."""
-    rows = [Row(*map(clean, (r.student, _(NOTEBOOK) if r.part == NOTEBOOK else r.part, verdict_name(r.verdict),
+    rows = [Row(*map(clean, (r.student, _("(notebook)") if r.part == NOTEBOOK else r.part, verdict_name(r.verdict),
                              r.message))) for r in rows]
     header = Row(_("student"), _("part"), _("verdict"), _("message"))
     widths = [max(width(getattr(r, f)) for r in [header, *rows]) for f in Row._fields[:3]]
