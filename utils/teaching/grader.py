@@ -147,9 +147,9 @@ class NotebookRun:
         verdict, message = combine(results)
         notes = self.notes[part]
         if notes and verdict != "correct":
-            verdict, message = "error", "; ".join(dict.fromkeys([*notes, message] if message else notes))
+            verdict, message = "error", _("; ").join(dict.fromkeys([*notes, message] if message else notes))
         elif notes:
-            message += _(" (but {notes})").format(notes="; ".join(notes))
+            message += _(" (but {notes})").format(notes=_("; ").join(notes))
         self.verdicts[part] = (verdict, message)
 
     def check(self, call, part):
