@@ -49,8 +49,8 @@ from collections import namedtuple
 from pathlib import Path
 
 from utils.plumbing import cli
-from utils.plumbing.language import _
 from utils.plumbing.files import atomic_write
+from utils.plumbing.language import _
 from utils.teaching.exercise_notebook import (  # noqa: F401 (run, verdicts: for the tests of notebook 06)
     NotebookError,
     fill_solutions,
