@@ -8,6 +8,9 @@
 * ``diagnose(model, X, y, history=None)``: the doctor, "why doesn't my network learn?", a
   ranked list of findings (what was measured, why it matters, the fix); the findings and the
   checks for common student bugs are in utils.teaching.findings.
+
+The findings' texts are English inside (the ranking below matches English words) and printed in the
+reader's language: _() here is utils.teaching.findings._, which makes a Text translated when shown.
 """
 import copy
 
@@ -20,6 +23,7 @@ from utils.core.optim import SGD, Adam
 from utils.teaching.findings import (
     Diagnosis,
     Finding,
+    _,
     check_label_order,
     check_overlap,
     check_plateau,
@@ -44,8 +48,8 @@ def relative_slope(layer):
     if isinstance(layer, Activation):
         return (layer.local_grad() / layer.max_slope).astype(layer.out.dtype, copy=False)
     names = ", ".join(c.__name__ for c in ACTIVATIONS.values())
-    raise ValueError(f"relative_slope: expected an activation layer ({names}), "
-                     f"got {layer!r}")
+    raise ValueError(_("relative_slope: expected an activation layer ({names}), got {layer}",
+                       names=names, layer=repr(layer)).shown())
 
 
 def activation_stats(model, X):
@@ -56,8 +60,8 @@ def activation_stats(model, X):
     units flat for every one of the N inputs), mean and std of the activations.
     """
     if not isinstance(X, np.ndarray) or X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"activation_stats: expected X of shape (N, features) with N > 0, "
-                         f"got {getattr(X, 'shape', type(X).__name__)}")
+        raise ValueError(_("activation_stats: expected X of shape (N, features) with N > 0, got {got}",
+                           got=getattr(X, "shape", type(X).__name__)).shown())
     with evaluating(model):
         model.forward(X)
     rows = []
@@ -127,7 +131,8 @@ class TrainingMonitor:
         counts (E, bins) as the share of the sampled weights in each bin.
         """
         if layer not in self.samples:
-            raise ValueError(f"layer {layer} is not a Linear layer; Linear layers: {sorted(self.samples)}")
+            raise ValueError(_("layer {layer} is not a Linear layer; Linear layers: {layers}",
+                               layer=layer, layers=sorted(self.samples)).shown())
         samples = self.samples[layer]
         limit = max(float(np.abs(s).max()) for s in samples)
         edges = np.linspace(-limit, limit, bins + 1)
@@ -187,12 +192,13 @@ def update_ratios(model, optimizer):
     if isinstance(opt, SGD) and mu > 0 and not optimizer.slots["velocity"]:
         first = 1 + mu if opt.nesterov else 1.0  # the size of the first step, in units of lr * |dW|
         ratios = {k: v / first / (1 - mu) for k, v in ratios.items()}
-        return ratios, (f"SGD with momentum {mu:g}: one step from zero velocity, times 1/(1 - {mu:g}) = "
-                        f"{1 / (1 - mu):.3g} for the steady step")
+        return ratios, _("SGD with momentum {mu:g}: one step from zero velocity, times 1/(1 - {mu:g}) = "
+                         "{factor:.3g} for the steady step", mu=mu, factor=1 / (1 - mu))
     if isinstance(opt, Adam) and optimizer.t == 0:
-        return ratios, "Adam's first step (about lr per weight)"
-    return ratios, f"one step of {type(opt).__name__}" + (" with its state" if opt.slots and any(opt.slots.values())
-                                                            else "")
+        return ratios, _("Adam's first step (about lr per weight)")
+    if opt.slots and any(opt.slots.values()):
+        return ratios, _("one step of {optimizer} with its state", optimizer=type(opt).__name__)
+    return ratios, _("one step of {optimizer}", optimizer=type(opt).__name__)
 
 
 def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_train=None, y_train=None,
@@ -215,10 +221,11 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
     """
     X, y = np.asarray(X), np.asarray(y)
     if len(X) == 0 or len(X) != len(y):
-        raise ValueError(f"diagnose: expected X with N > 0 rows and labels y of shape (N,), "
-                         f"got {X.shape} and {y.shape}")
+        raise ValueError(_("diagnose: expected X with N > 0 rows and labels y of shape (N,), got {X} and {y}",
+                           X=X.shape, y=y.shape).shown())
     if optimizer is not None and not isinstance(optimizer, (SGD, Adam)):
-        raise ValueError(f"diagnose: optimizer must be a utils.core.optim SGD or Adam, got {optimizer!r}")
+        raise ValueError(_("diagnose: optimizer must be a utils.core.optim SGD or Adam, got {optimizer}",
+                           optimizer=repr(optimizer)).shown())
     if lr is None:
         lr = float(history["lr"].iloc[0]) if history is not None and len(history) and "lr" in history else DOCTOR["lr"]
     optimizer = SGD(lr) if optimizer is None else optimizer
@@ -234,30 +241,33 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
     s["input_mean"], s["input_std"] = float(Xs.mean()), float(Xs.std())
     s["input_min"], s["input_max"] = float(Xs.min()), float(Xs.max())
     if s["input_min"] >= 0 and s["input_max"] > 20:
-        add("inputs are raw pixel values", f"inputs range {s['input_min']:.0f}..{s['input_max']:.0f}, "
-            f"mean {s['input_mean']:.3g}, std {s['input_std']:.3g}",
-            "initialisations (He, Glorot) assume inputs of mean 0 and std 1; pixels up to 255 make the first "
-            "layer's outputs ~100x too large, the softmax saturates and the gradients are huge or vanish",
-            "scale to [0, 1] (X / 255), then standardise with the training set's mean and std "
-            "(utils.core.preprocess.scale, utils.core.preprocess.standardize)", 3)
+        add(_("inputs are raw pixel values"),
+            _("inputs range {low:.0f}..{high:.0f}, mean {mean:.3g}, std {std:.3g}", low=s["input_min"],
+              high=s["input_max"], mean=s["input_mean"], std=s["input_std"]),
+            _("initialisations (He, Glorot) assume inputs of mean 0 and std 1; pixels up to 255 make the first "
+              "layer's outputs ~100x too large, the softmax saturates and the gradients are huge or vanish"),
+            _("scale to [0, 1] (X / 255), then standardise with the training set's mean and std "
+              "(utils.core.preprocess.scale, utils.core.preprocess.standardize)"), 3)
     elif abs(s["input_mean"]) > 0.5 or not 0.5 < s["input_std"] < 2:
         far = abs(s["input_mean"]) > 1 or not 0.1 < s["input_std"] < 10
-        add("inputs are not standardised", f"input mean {s['input_mean']:.3g}, std {s['input_std']:.3g} "
-            "(standardised: about 0 and 1)", ("off-centre or badly scaled inputs slow gradient descent down: all "
-            "first-layer weights of a unit move in the same direction (mean far from 0) or the steps fit badly"
-            if far else "a mild note: inputs in [0, 1] (std ~0.35) train fine (d2l trains Fashion-MNIST so); "
-            "centring them helps gradient descent a little"),
-            "subtract the training set's mean and divide by its std (utils.core.preprocess.standardize)",
+        add(_("inputs are not standardised"),
+            _("input mean {mean:.3g}, std {std:.3g} (standardised: about 0 and 1)", mean=s["input_mean"],
+              std=s["input_std"]),
+            _("off-centre or badly scaled inputs slow gradient descent down: all first-layer weights of a unit "
+              "move in the same direction (mean far from 0) or the steps fit badly") if far else
+            _("a mild note: inputs in [0, 1] (std ~0.35) train fine (d2l trains Fashion-MNIST so); centring them "
+              "helps gradient descent a little"),
+            _("subtract the training set's mean and divide by its std (utils.core.preprocess.standardize)"),
             2 if far else 1)
 
     # Weights all zero: every unit of a layer computes the same, forever.
     zero = [name for name, p in twin.params.items() if name.endswith(".W") and not np.any(p)]
     s["zero_weight_layers"] = len(zero)
     if zero:
-        add("weights initialised to zero", f"every weight is 0 in {', '.join(zero)}",
-            "identical units get identical gradients, so they stay identical (the symmetry is never broken); "
-            "with ReLU the gradients are exactly 0 and nothing but the last biases learns",
-            "initialise with small random weights, He (ReLU) or Glorot (sigmoid, tanh), as module.Linear does", 3)
+        add(_("weights initialised to zero"), _("every weight is 0 in {layers}", layers=", ".join(zero)),
+            _("identical units get identical gradients, so they stay identical (the symmetry is never broken); "
+              "with ReLU the gradients are exactly 0 and nothing but the last biases learns"),
+            _("initialise with small random weights, He (ReLU) or Glorot (sigmoid, tanh), as module.Linear does"), 3)
 
     # The loss on the data: at initialisation about ln(K) for K classes, the loss of guessing uniformly.
     with np.errstate(all="ignore"):
@@ -267,25 +277,29 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
     K = logits.shape[1]
     s["loss"], s["chance_loss"] = float(loss), float(np.log(K))
     if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in twin.params.values()):
-        add("the loss is NaN or inf", f"loss {loss} on {len(Xs)} samples",
-            "a NaN spreads to every weight at the next update; the network cannot recover",
-            "lower the learning rate (divide by 10), check the inputs for NaN, start from fresh weights", 3)
+        add(_("the loss is NaN or inf"), _("loss {loss} on {n} samples", loss=loss, n=len(Xs)),
+            _("a NaN spreads to every weight at the next update; the network cannot recover"),
+            _("lower the learning rate (divide by 10), check the inputs for NaN, start from fresh weights"), 3)
     elif loss > 2 * s["chance_loss"]:  # 2 ln(K): a He-initialised output layer still passes (~1.35 ln K)
-        add("the loss is far above chance", f"loss {loss:.3g}, against ln(K) = ln({K}) = {s['chance_loss']:.3g} "
-            "for uniform guessing", "the network is confidently wrong: its logits are far too large, from "
-            "weights initialised too large or unscaled inputs; the first steps then only undo that. Even a "
-            "He-initialised output layer gives logits larger than needed (loss ~3.1 for 10 classes, where ln 10 "
-            "= 2.3); the doctor lets that pass, but an output layer initialised smaller starts at ~ln(K)",
-            "standardise the inputs; initialise hidden layers with std sqrt(2 / fan_in) (He) and the output "
-            "layer about ten times smaller (e.g. std 0.01; Glorot is barely smaller than He there)", 2)
+        add(_("the loss is far above chance"),
+            _("loss {loss:.3g}, against ln(K) = ln({K}) = {chance:.3g} for uniform guessing", loss=loss, K=K,
+              chance=s["chance_loss"]),
+            _("the network is confidently wrong: its logits are far too large, from weights initialised too large "
+              "or unscaled inputs; the first steps then only undo that. Even a He-initialised output layer gives "
+              "logits larger than needed (loss ~3.1 for 10 classes, where ln 10 = 2.3); the doctor lets that pass, "
+              "but an output layer initialised smaller starts at ~ln(K)"),
+            _("standardise the inputs; initialise hidden layers with std sqrt(2 / fan_in) (He) and the output "
+              "layer about ten times smaller (e.g. std 0.01; Glorot is barely smaller than He there)"), 2)
 
     # All predictions the same class.
     share = np.bincount(logits.argmax(axis=1), minlength=K).max() / len(Xs)
     s["top_class_share"], s["accuracy"] = float(share), float((logits.argmax(axis=1) == ys).mean())
     if share > DOCTOR["one_class"] and len(np.unique(ys)) > 1:
-        add("all predictions are the same class", f"{share:.0%} of {len(Xs)} predictions are one class",
-            "the network ignores its input: dead or symmetric units, or a learning rate that sent the weights "
-            "where one class wins everywhere", "see the other findings; check the weights and the learning rate", 2)
+        add(_("all predictions are the same class"),
+            _("{share:.0%} of {n} predictions are one class", share=share, n=len(Xs)),
+            _("the network ignores its input: dead or symmetric units, or a learning rate that sent the weights "
+              "where one class wins everywhere"), _("see the other findings; check the weights and the learning rate"),
+            2)
 
     # Dead ReLUs and saturated sigmoid/tanh units (activations cached by the forward pass above).
     for i, layer in enumerate(twin.layers):
@@ -295,20 +309,23 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
                 dead = float(flat.all(axis=0).mean())
                 s[f"dead_{i}"] = dead
                 if dead > DOCTOR["dead"]:
-                    add(f"dead ReLU units in layer {i}", f"{dead:.0%} of the units are 0 for every one of the "
-                        f"{len(Xs)} sampled inputs", "on these inputs a dead unit passes no gradient to its own "
-                        "weights, so the layer works with fewer units. It can revive: its inputs change as earlier "
-                        "layers learn, and dead on a sample is not dead on the whole training set; only a unit "
-                        "dead for every training image never updates its weights",
-                        "lower the learning rate; He initialisation; LeakyReLU", 2)
+                    add(_("dead ReLU units in layer {i}", i=i),
+                        _("{dead:.0%} of the units are 0 for every one of the {n} sampled inputs", dead=dead,
+                          n=len(Xs)),
+                        _("on these inputs a dead unit passes no gradient to its own weights, so the layer works "
+                          "with fewer units. It can revive: its inputs change as earlier layers learn, and dead on a "
+                          "sample is not dead on the whole training set; only a unit dead for every training image "
+                          "never updates its weights"),
+                        _("lower the learning rate; He initialisation; LeakyReLU"), 2)
             else:
                 sat = float(flat.mean())
                 s[f"saturated_{i}"] = sat
                 if sat > DOCTOR["saturated"]:
-                    add(f"saturated {type(layer).__name__} units in layer {i}", f"{sat:.0%} of the activations "
-                        "sit where the derivative is below 6% of its maximum", "gradients through a saturated "
-                        "unit vanish: the layers below barely learn", "smaller initial weights (Glorot), "
-                        "standardised inputs, or ReLU", 2)
+                    add(_("saturated {kind} units in layer {i}", kind=type(layer).__name__, i=i),
+                        _("{share:.0%} of the activations sit where the derivative is below 6% of its maximum",
+                          share=sat),
+                        _("gradients through a saturated unit vanish: the layers below barely learn"),
+                        _("smaller initial weights (Glorot), standardised inputs, or ReLU"), 2)
 
     # One real optimiser step on a copy: the update-to-weight ratio |dW| / |W|.
     loss_fn.forward(logits, ys)
@@ -320,29 +337,33 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
         ratio = float(np.median(moving))
         s["update_ratio"], s["update_ratio_max"] = ratio, max(moving)
         low, high, target = DOCTOR["ratio_low"], DOCTOR["ratio_high"], DOCTOR["ratio_target"]
-        measured = (f"update-to-weight ratio |dW| / |W| = {ratio:.2g}, the median over {len(moving)} weight "
-                    f"matrices ({how}, lr {optimizer.lr:g}); healthy: {low:g}..{high:g} around the target "
-                    f"{target:g} of steady training (~1e-2 in the first steps from initialisation)")
+        measured = _("update-to-weight ratio |dW| / |W| = {ratio:.2g}, the median over {n} weight matrices "
+                     "({how}, lr {lr:g}); healthy: {low:g}..{high:g} around the target {target:g} of steady "
+                     "training (~1e-2 in the first steps from initialisation)", ratio=ratio, n=len(moving), how=how,
+                     lr=optimizer.lr, low=low, high=high, target=target)
         if ratio > high:
-            add("the learning rate is too high", measured, "steps that large overshoot: the loss oscillates, "
-                "explodes to NaN or kills ReLU units", f"divide the learning rate by {ratio / high:.3g} or more "
-                f"(into the band; by {ratio / target:.3g} for the target {target:g}), or pick it with a "
-                "learning-rate range test (utils.teaching.sanity.lr_range_test)", 3)
+            add(_("the learning rate is too high"), measured,
+                _("steps that large overshoot: the loss oscillates, explodes to NaN or kills ReLU units"),
+                _("divide the learning rate by {band:.3g} or more (into the band; by {best:.3g} for the target "
+                  "{target:g}), or pick it with a learning-rate range test (utils.teaching.sanity.lr_range_test)",
+                  band=ratio / high, best=ratio / target, target=target), 3)
         elif ratio < low:
-            add("the learning rate is too low", measured, "the weights barely move: training crawls",
-                f"multiply the learning rate by {low / ratio:.3g} or more (into the band; by {target / ratio:.3g} "
-                f"for the target {target:g}), or pick it with a learning-rate range test "
-                "(utils.teaching.sanity.lr_range_test)", 1)
+            add(_("the learning rate is too low"), measured, _("the weights barely move: training crawls"),
+                _("multiply the learning rate by {band:.3g} or more (into the band; by {best:.3g} for the target "
+                  "{target:g}), or pick it with a learning-rate range test (utils.teaching.sanity.lr_range_test)",
+                  band=low / ratio, best=target / ratio, target=target), 1)
 
     # Can it overfit one small batch? If not, no amount of data or epochs will help.
     probe = rng.choice(len(X), min(len(X), DOCTOR["probe_size"]), replace=False)
     steps = _overfit_steps(_copy(model), np.ascontiguousarray(X[probe], dtype=dtype), y[probe], DOCTOR["probe_steps"])
     s["overfit_steps"] = steps if steps is not None else f">{DOCTOR['probe_steps']}"
     if steps is None:
-        add("the network cannot overfit one small batch", f"{len(probe)} samples, {DOCTOR['probe_steps']} Adam steps "
-            "(lr 1e-3): training accuracy stayed below 100%", "any working network memorises a handful of "
-            "samples; if it cannot, the bug is in the model, its initialisation or the data, not in the "
-            "hyperparameters", "look at the other findings; check the labels match the inputs; a gradient check", 3)
+        add(_("the network cannot overfit one small batch"),
+            _("{n} samples, {steps} Adam steps (lr 1e-3): training accuracy stayed below 100%", n=len(probe),
+              steps=DOCTOR["probe_steps"]),
+            _("any working network memorises a handful of samples; if it cannot, the bug is in the model, its "
+              "initialisation or the data, not in the hyperparameters"),
+            _("look at the other findings; check the labels match the inputs; a gradient check"), 3)
 
     # Common student bugs: evaluation in train mode, validation images in the training set, sorted labels.
     s["train_mode"] = bool(model.training)  # normal before and during training; evaluation wants eval mode
@@ -358,23 +379,28 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
         train_loss = np.asarray(history["train_loss"], dtype=float)
         s["epochs"] = len(history)
         if not np.isfinite(train_loss).all() or ("val_loss" in history and not np.isfinite(history["val_loss"]).all()):
-            add("the loss became NaN during training", "the history holds NaN or inf losses", "the updates "
-                "overflowed; from then on every weight is NaN", "lower the learning rate (divide by 10)", 3)
+            add(_("the loss became NaN during training"), _("the history holds NaN or inf losses"),
+                _("the updates overflowed; from then on every weight is NaN"),
+                _("lower the learning rate (divide by 10)"), 3)
         elif len(train_loss) > 1 and train_loss[-1] > 2 * train_loss.min():
-            add("the training loss is exploding", f"training loss {train_loss.min():.3g} at best, "
-                f"{train_loss[-1]:.3g} at the last epoch", "the steps have grown larger than the valley they "
-                "should descend", "lower the learning rate, or decay it sooner", 3)
+            add(_("the training loss is exploding"),
+                _("training loss {best:.3g} at best, {last:.3g} at the last epoch", best=train_loss.min(),
+                  last=train_loss[-1]),
+                _("the steps have grown larger than the valley they should descend"),
+                _("lower the learning rate, or decay it sooner"), 3)
         found.append(check_plateau(history, K))
         if "val_acc" in history and len(history) >= 2:
             s["best_val_acc"] = float(history["val_acc"].max())
             if s["best_val_acc"] < 1.5 / K:
-                add("validation accuracy is stuck at chance", f"best validation accuracy {s['best_val_acc']:.3g} "
-                    f"after {len(history)} epochs; guessing gives {1 / K:.3g}", "the network learned "
-                    "nothing that carries over to new images", "see the other findings; run the overfit and "
-                    "gradient checks (utils.teaching.sanity)", 3)
+                add(_("validation accuracy is stuck at chance"),
+                    _("best validation accuracy {best:.3g} after {epochs} epochs; guessing gives {chance:.3g}",
+                      best=s["best_val_acc"], epochs=len(history), chance=1 / K),
+                    _("the network learned nothing that carries over to new images"),
+                    _("see the other findings; run the overfit and gradient checks (utils.teaching.sanity)"), 3)
 
+    # English words of the problems: the ranking is the same in every language.
     order = ["NaN", "raw pixel", "zero", "overlap", "overfit", "exploding", "too high", "far above", "not standardised"]
     rank = lambda f: (-f.severity, next((i for i, w in enumerate(order) if w in f.problem), len(order)))  # noqa: E731
     found = mark_consequences(sorted((f for f in found if f is not None), key=rank))
-    sample = f"a random {len(Xs):,} of the {len(X):,} images (seed {seed})"
+    sample = _("a random {n:,} of the {total:,} images (seed {seed})", n=len(Xs), total=len(X), seed=seed)
     return Diagnosis(found, s, sample)

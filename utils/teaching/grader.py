@@ -33,6 +33,10 @@ environment variables the grader passes on, use the network, or start processes 
 the kernel's process group. Read the notebooks of surprising results; for hostile classes run
 the grader in a container or as a user that can read nothing else.
 
+Language: the messages of the report come in the reader's language (NN_LANG=zh: Chinese); the
+printed table also shows the verdicts and its header so, while the CSV keeps English column names
+and verdicts (correct, not implemented, wrong, error) for the programs that read it.
+
 Exit status: 0 when every notebook was graded (whatever its verdicts); 1 when one could not be
 (missing, not a regular file, not a notebook, or its kernel did not start: the table says why),
 and, with --solutions, also unless every part is correct.
@@ -40,11 +44,13 @@ and, with --solutions, also unless every part is correct.
 import csv
 import secrets
 import sys
+import unicodedata
 from collections import namedtuple
 from pathlib import Path
 
 from utils.plumbing import cli
 from utils.plumbing.files import atomic_write
+from utils.plumbing.language import _
 from utils.teaching.exercise_notebook import (  # noqa: F401 (run, verdicts: for the tests of notebook 06)
     NotebookError,
     fill_solutions,
@@ -117,31 +123,33 @@ class NotebookRun:
         outcome = self.box.run(cell.source, self.timeout)
         note = None
         if outcome.status == "timeout":
-            note = f"cell {n} exceeded the time limit of {self.timeout:g} s" + (
-                "" if self.box.alive else " and did not stop when interrupted; the kernel was stopped")
+            note = (_("cell {n} exceeded the time limit of {seconds:g} s") if self.box.alive else
+                    _("cell {n} exceeded the time limit of {seconds:g} s and did not stop when interrupted; "
+                      "the kernel was stopped")).format(n=n, seconds=self.timeout)
         elif outcome.status == "died":
-            note = f"the kernel died in cell {n}"
+            note = _("the kernel died in cell {n}").format(n=n)
         elif outcome.ename in ("MemoryError", "_ArrayMemoryError"):
-            note = f"cell {n} ran out of memory (the limit is {self.box.memory_mb} MB)"
+            note = _("cell {n} ran out of memory (the limit is {mb} MB)").format(n=n, mb=self.box.memory_mb)
         elif outcome.status == "error" and "exercise" in cell.get("metadata", {}) and \
                 outcome.ename != "NotImplementedError":  # a blank that runs at the top of its cell: still empty
-            note = f"cell {n} raised {outcome.ename}: {outcome.evalue}"
+            note = _("cell {n} raised {ename}: {evalue}").format(n=n, ename=outcome.ename, evalue=outcome.evalue)
         if note:
             self.notes[owner or NOTEBOOK].append(note)
         if not self.box.alive and self.dead is None:
-            self.dead = note or f"the kernel died after cell {n}"
+            self.dead = note or _("the kernel died after cell {n}").format(n=n)
 
     def grade(self, part):
         """The verdict of part: each of its check calls run by the grader, one call per cell and time limit."""
         results = [self.check(call, part) if self.dead is None else
-                   ["error", self.dead if self.dead in self.notes[part] else f"not graded: {self.dead}"]
+                   ["error", self.dead if self.dead in self.notes[part] else
+                    _("not graded: {reason}").format(reason=self.dead)]
                    for call in self.parts[part]]
         verdict, message = combine(results)
         notes = self.notes[part]
         if notes and verdict != "correct":
-            verdict, message = "error", "; ".join(dict.fromkeys([*notes, message] if message else notes))
+            verdict, message = "error", _("; ").join(dict.fromkeys([*notes, message] if message else notes))
         elif notes:
-            message += f" (but {'; '.join(notes)})"
+            message += _(" (but {notes})").format(notes=_("; ").join(notes))
         self.verdicts[part] = (verdict, message)
 
     def check(self, call, part):
@@ -155,15 +163,17 @@ class NotebookRun:
         if outcome.status == "ok" and len(sent) == 1 and _well_formed(sent[0].get("results")):
             result = list(combine(sent[0]["results"]))
         elif outcome.status == "timeout":
-            result = ["error", f"{call} exceeded the time limit of {self.timeout:g} s (a loop in the code it runs?)"]
+            result = ["error", _("{call} exceeded the time limit of {seconds:g} s (a loop in the code it runs?)")
+                      .format(call=call, seconds=self.timeout)]
         elif outcome.status == "died":
-            result = ["error", f"the kernel died while {call} ran the student's code"]
+            result = ["error", _("the kernel died while {call} ran the student's code").format(call=call)]
         elif outcome.status == "error":
-            result = ["error", f"the grader's check raised {outcome.ename}: {outcome.evalue}"]
+            result = ["error", _("the grader's check raised {ename}: {evalue}").format(ename=outcome.ename,
+                                                                                       evalue=outcome.evalue)]
         else:
-            result = ["error", "the grader's check sent no verdict (display or sys.modules changed?)"]
+            result = ["error", _("the grader's check sent no verdict (display or sys.modules changed?)")]
         if not self.box.alive and self.dead is None:
-            self.dead = f"the kernel died while checking {part}"
+            self.dead = _("the kernel died while checking {part}").format(part=part)
         return result
 
 
@@ -186,7 +196,8 @@ def grade_notebook(path, parts, student, timeout=120, memory_mb=4096, solutions=
     except SandboxError as e:
         return [Row(student, NOTEBOOK, "error", str(e))], False
     except Exception as e:  # the kernel's client failed in a way not foreseen: the other notebooks still get graded
-        return [Row(student, NOTEBOOK, "error", f"grading stopped: {type(e).__name__}: {e}")], False
+        return [Row(student, NOTEBOOK, "error", _("grading stopped: {ename}: {evalue}").format(
+            ename=type(e).__name__, evalue=e))], False
     rows = [Row(student, NOTEBOOK, "error", note) for note in notes]
     return rows + [Row(student, part, *verdicts[part]) for part in parts], True
 
@@ -200,7 +211,8 @@ def notebooks_in(paths):
     for path in map(Path, paths):
         if path.is_dir() and path.suffix != ".ipynb":
             inside = sorted(p for p in path.glob("*.ipynb") if not p.name.startswith("."))
-            found += [(p, None) for p in inside] or [(path, f"{path}: no notebooks (*.ipynb) in this folder")]
+            found += [(p, None) for p in inside] or [
+                (path, _("{path}: no notebooks (*.ipynb) in this folder").format(path=path))]
         else:
             found.append((path, None))
     return found
@@ -218,11 +230,25 @@ def clean(text, limit=2000):
     return " ".join(text.split())[:limit]
 
 
+def verdict_name(verdict):
+    """A verdict (correct, not implemented, wrong, error) in the reader's language, for the printed table."""
+    return {"correct": _("correct"), "not implemented": _("not implemented"), "wrong": _("wrong"),
+            "error": _("error")}.get(verdict, verdict)
+
+
+def width(text):
+    """The columns text takes in a terminal: wide (e.g. Chinese) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def format_table(rows):
-    rows = [Row(*map(clean, row)) for row in rows]
-    header = Row("student", "part", "verdict", "message")
-    widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in Row._fields[:3]]
-    return "\n".join("  ".join([*(getattr(r, f).ljust(w) for f, w in zip(Row._fields, widths)), r.message]).rstrip()
+    """The table as the terminal shows it: the header, the verdicts and "(notebook)" in the reader's language."""
+    rows = [Row(*map(clean, (r.student, _("(notebook)") if r.part == NOTEBOOK else r.part, verdict_name(r.verdict),
+                             r.message))) for r in rows]
+    header = Row(_("student"), _("part"), _("verdict"), _("message"))
+    widths = [max(width(getattr(r, f)) for r in [header, *rows]) for f in Row._fields[:3]]
+    pad = lambda text, w: text + " " * (w - width(text))  # noqa: E731
+    return "\n".join("  ".join([*(pad(getattr(r, f), w) for f, w in zip(Row._fields, widths)), r.message]).rstrip()
                      for r in [header, *rows])
 
 
@@ -237,8 +263,9 @@ def write_csv(rows, path):
 
 def summary(rows, graded):
     counts = {v: sum(r.verdict == v for r in rows if r.part != NOTEBOOK) for v in VERDICTS}
-    said = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    return f"{sum(graded)} of {len(graded)} notebooks graded; parts: {said or 'none'}"
+    said = _(", ").join(_("{n} {verdict}").format(n=n, verdict=verdict_name(v)) for v, n in counts.items() if n)
+    return _("{graded} of {total} notebooks graded; parts: {verdicts}").format(
+        graded=sum(graded), total=len(graded), verdicts=said or _("none"))
 
 
 # ---------------------------------------------------------------- the command
@@ -258,10 +285,11 @@ def _main(argv=None):
                         help="fill every blank from solutions/<name>.py beside each notebook first (make solutions)")
     args = parser.parse_args(argv)
     if not args.timeout_cell > 0:
-        raise ValueError(f"--timeout-cell must be a number of seconds > 0, got {args.timeout_cell:g}")
+        raise ValueError(_("--timeout-cell must be a number of seconds > 0, got {seconds:g}").format(
+            seconds=args.timeout_cell))
     cli.check_at_least("--memory-mb", args.memory_mb, 256)
     if args.csv is not None and Path(args.csv).is_dir():
-        raise ValueError(f"--csv {args.csv}: a folder; expected the name of a CSV file to write")
+        raise ValueError(_("--csv {path}: a folder; expected the name of a CSV file to write").format(path=args.csv))
     try:
         parts = reference_parts(read_notebook(args.reference))
     except NotebookError as e:
@@ -269,13 +297,13 @@ def _main(argv=None):
     except ValueError as e:
         raise ValueError(f"--reference {args.reference}: {e}") from None
     if not parts:
-        raise ValueError(f"--reference {args.reference}: no exercise cell (metadata \"exercise\") followed by "
-                         "check_*(...) calls; expected the handed-out exercises notebook")
+        raise ValueError(_("--reference {path}: no exercise cell (metadata \"exercise\") followed by check_*(...) "
+                           "calls; expected the handed-out exercises notebook").format(path=args.reference))
     found = notebooks_in(args.paths)
     names = student_names([p for p, _ in found])
     rows, graded = [], []
     for k, ((path, reason), name) in enumerate(zip(found, names), 1):
-        print(f"grading {path} ({k} of {len(found)})", file=sys.stderr, flush=True)
+        print(_("grading {path} ({k} of {n})").format(path=path, k=k, n=len(found)), file=sys.stderr, flush=True)
         if reason:
             more, ok = [Row(name, NOTEBOOK, "error", reason)], False
         else:
@@ -286,7 +314,7 @@ def _main(argv=None):
     print(summary(rows, graded))
     if args.csv is not None:
         write_csv(rows, args.csv)
-        print(f"wrote {args.csv}")
+        print(_("wrote {path}").format(path=args.csv))
     everything_right = all(r.verdict == "correct" for r in rows)
     return 0 if all(graded) and (everything_right or not args.solutions) else 1
 

@@ -41,6 +41,7 @@ from jupyter_client.manager import KernelManager
 from traitlets import Integer
 
 from utils.plumbing import paths
+from utils.plumbing.language import _
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL = 0.2  # seconds between checks that the kernel still lives while a cell runs
@@ -116,7 +117,8 @@ class Sandbox:
             self.kc.wait_for_ready(timeout=START_TIMEOUT)
         except (RuntimeError, OSError) as e:
             tail = (self.root / "kernel.log").read_bytes()[-500:].decode(errors="replace").strip()
-            raise SandboxError(f"the kernel did not start ({e}){': ' + tail if tail else ''}") from None
+            raise SandboxError((_("the kernel did not start ({error}): {log}") if tail else
+                                _("the kernel did not start ({error})")).format(error=e, log=tail)) from None
         finally:
             log.close()
 
