@@ -1,12 +1,11 @@
 """Checks for the training-loop exercises of notebook 06: one epoch of mini-batch training, keeping and
 reloading the best weights, and evaluation (loss, accuracy, confusion matrix).
 
-Each check runs the student's function on a tiny network of module.py's layers (so that only the
-loop is tested, not the student's layers) and compares with the reference loop below, which
-does what utils.core.train.train_epoch does (tests/teaching/test_checks_loop.py holds them equal).
-A known mistake is recognised by running the reference with that mistake, from the same
-weights and the same seed, and finding the student's numbers among the results.
-Every message is in the reader's language (utils.plumbing.language), translated where it is made.
+Each check runs the student's function on a tiny network of module.py's layers (so that only the loop is tested,
+not the student's layers) and compares with the reference loop below, which does what
+utils.core.train.train_epoch does (tests/teaching/test_checks_loop.py holds them equal). A known mistake is
+recognised by running the reference with that mistake, from the same weights and the same seed, and finding the
+student's numbers among the results. Every message is in the reader's language (utils.plumbing.language).
 """
 import numpy as np
 
@@ -84,10 +83,8 @@ def tiny_net(seed, d=6, k=3, dropout=0.3):
 
 
 def reference_epoch(net, X, y, optimizer, schedule, rng, it=0, batch_size=64, l2_lambda=0.0, bug=None):
-    """One epoch as train_epoch does it -> (loss of every step, data plus L2 penalty; it at the end).
-
-    bug: None, or the name of a known mistake to make (see loop_bugs()), to recognise it in a student's loop.
-    """
+    """One epoch as train_epoch does it -> (loss of every step, data plus L2 penalty; it at the end). bug: None, or
+    the name of a known mistake to make (see loop_bugs()), to recognise it in a student's loop."""
     n = len(X)
     if bug != "eval_mode":
         net.train()
@@ -119,9 +116,7 @@ def reference_epoch(net, X, y, optimizer, schedule, rng, it=0, batch_size=64, l2
     return losses, it
 
 
-def loop_bugs():
-    """{name: the likely cause to tell the student} of each known mistake reference_epoch can make, in the
-    reader's language (looked up now, not at import, so that the language can change after the import)."""
+def loop_bugs():  # {name: the likely cause} of each mistake reference_epoch knows, in the reader's language now
     return {
         "no_shuffle": _("the samples are not shuffled: order = rng.permutation(len(X)) with the generator passed "
                         "in, then X[order] and y[order]"),
@@ -144,17 +139,13 @@ def loop_bugs():
     }
 
 
-LOOP_BUGS = tuple(loop_bugs())  # the names of the known mistakes (loop_bugs() says what each one is)
-
-
 @checker
 def check_train_epoch(fn, seed=0):
     """Check fn(net, X, y, optimizer, schedule, rng, it, batch_size, l2_lambda, loss_fn, l2_fn) -> (losses, it).
 
-    50 samples in batches of 16 (the last has 2), dropout in the net, an exponential schedule
-    that changes the rate every step, momentum and L2: the student's loop and the reference
-    start from the same weights and seed; the loss of every step and the weights after the
-    epoch must agree.
+    50 samples in batches of 16 (the last has 2), dropout in the net, an exponential schedule that changes the
+    rate every step, momentum and L2: the student's loop and the reference start from the same weights and seed;
+    the loss of every step and the weights after the epoch must agree.
     """
     data = np.random.default_rng(seed + 1)
     X, y = data.standard_normal((50, 6)), data.integers(0, 3, 50)
@@ -167,19 +158,15 @@ def check_train_epoch(fn, seed=0):
         optimizer = SGD(schedule(it0 - 1))  # the rate the previous epoch ended with
         args = (net, X.copy(), y.copy(), optimizer, schedule, np.random.default_rng(seed))
         kwargs = {"it": it0, "batch_size": batch_size, "l2_lambda": l2_lambda}
-        if loop is reference_epoch:
-            result = reference_epoch(*args, **kwargs, bug=bug)
-        else:
-            result = call("train_epoch", loop, *args, **kwargs, loss_fn=loss_fn, l2_fn=l2_fn)
-        return result, net.params
+        return (reference_epoch(*args, **kwargs, bug=bug) if loop is reference_epoch else
+                call("train_epoch", loop, *args, **kwargs, loss_fn=loss_fn, l2_fn=l2_fn)), net.params
 
     (want_losses, want_it), want_params = run(reference_epoch)
     result, params = run(fn)
     if not isinstance(result, tuple) or len(result) != 2:
         raise AssertionError(_("train_epoch should return two things, (the list of step losses, it at the end); "
                                "got {type}").format(type=type(result).__name__))
-    losses = numbers(_("train_epoch (its list of step losses)"), result[0])
-    steps = len(want_losses)
+    losses, steps = numbers(_("train_epoch (its list of step losses)"), result[0]), len(want_losses)
     if losses.ndim != 1:
         raise AssertionError(_("train_epoch: the losses have shape {shape}; expected a list of {steps} numbers, "
                                "one per step (a mini-batch)").format(shape=losses.shape, steps=steps))
@@ -189,14 +176,12 @@ def check_train_epoch(fn, seed=0):
                  _("one step too many: an extra (empty or repeated) batch after the last one") if len(losses) > steps
                  else _("one step per mini-batch of batch_size samples"))
         raise AssertionError(_("train_epoch made {made} steps for {n} samples in batches of {batch_size}, expected "
-                               "{steps}. Likely cause: {cause}").format(made=len(losses), n=len(X),
-                                                                        batch_size=batch_size, steps=steps,
-                                                                        cause=cause))
-    variants = {bug: run(reference_epoch, bug) for bug in LOOP_BUGS}
+                               "{steps}. Likely cause: {cause}").format(made=len(losses), n=len(X), steps=steps,
+                                                                        batch_size=batch_size, cause=cause))
     causes = loop_bugs()
+    variants = {bug: run(reference_epoch, bug) for bug in causes}
     extra = [(v[0][0], causes[bug]) for bug, v in variants.items()]
-    what = _("train_epoch: the loss at each step")
-    err = compare(what, losses, want_losses, extra=extra, plural=False,
+    err = compare(_("train_epoch: the loss at each step"), losses, want_losses, extra=extra, plural=False,
                   formula=_("per batch: lr = schedule(it); forward; loss + L2 penalty; backward; + L2 gradient; step"))
     for k, want in want_params.items():
         extra = [(v[1][k], causes[bug]) for bug, v in variants.items()]
@@ -204,11 +189,10 @@ def check_train_epoch(fn, seed=0):
                                extra=extra, plural=True))
     it = numbers(_("train_epoch (its iteration count)"), result[1], shape=())
     if it != want_it:
-        cause = (_("it counts from 0 every epoch: return the count carried on, it + the number of steps")
-                 if it == steps else _("it should go up by 1 per step: {it0} + {steps} steps = {want}").format(
-                     it0=it0, steps=steps, want=want_it))
+        cause = _("it should go up by 1 per step: {it0} + {steps} steps = {want}") if it != steps else _(
+            "it counts from 0 every epoch: return the count carried on, it + the number of steps")
         raise AssertionError(_("train_epoch returned it = {it:g}, expected {want}. Likely cause: {cause}").format(
-            it=it, want=want_it, cause=cause))
+            it=it, want=want_it, cause=cause.format(it0=it0, steps=steps, want=want_it)))
     correct(err, _("one epoch, {steps} steps of a shuffled, dropout, L2, momentum and schedule loop").format(
         steps=steps))
 
@@ -223,10 +207,10 @@ VAL_LOSSES = (1.0, 0.6, 0.5, 0.55, 0.7)  # the lowest loss is epoch 3: another e
 def check_best_weights(fit, load_params):
     """Check fit(net, run_epoch, evaluate, num_epochs) -> (history, best) and load_params(net, params).
 
-    run_epoch(epoch) moves the weights as an optimiser would (in place) and returns a training
-    loss; evaluate(net) -> (val_loss, val_acc) reads the epoch back from the weights. The best
-    epoch by validation accuracy is 2 of 5; best["params"] must hold copies of its weights; at
-    the end they are loaded back into the net, which then scores what was recorded.
+    run_epoch(epoch) moves the weights as an optimiser would (in place) and returns a training loss; evaluate(net)
+    -> (val_loss, val_acc) reads the epoch back from the weights. The best epoch by validation accuracy is 2 of 5;
+    best["params"] must hold copies of its weights; at the end they are loaded back into the net, which then
+    scores what was recorded.
     """
     net = Net([module.Linear(3, 2, rng=0, dtype=np.float64)])
     layer = net.layers[0]
@@ -252,19 +236,18 @@ def check_best_weights(fit, load_params):
         raise AssertionError(_("fit should return (history, best): history a list of dicts, best a dict"))
     history, best = result
     if not isinstance(history, list) or len(history) != num_epochs:
-        size = len(history) if hasattr(history, "__len__") else "?"
+        size, kind = (len(history) if hasattr(history, "__len__") else "?"), type(history).__name__
         raise AssertionError(_("fit: history should be a list with one dict per epoch ({num_epochs}), got {type} "
-                               "of length {size}").format(num_epochs=num_epochs, type=type(history).__name__,
-                                                          size=size))
+                               "of length {size}").format(num_epochs=num_epochs, size=size, type=kind))
     for e, row in enumerate(history, 1):
         want = {"epoch": e, "train_loss": 2.0 / (e + 1), "val_loss": VAL_LOSSES[e - 1], "val_acc": ACCURACIES[e - 1]}
         if not isinstance(row, dict) or set(want) - set(row):
             raise AssertionError(_("fit: history[{i}] should have the keys {keys}, got {got}").format(
                 i=e - 1, keys=sorted(want), got=sorted(row) if isinstance(row, dict) else type(row).__name__))
         if any(not np.isclose(row[k], v) for k, v in want.items()):
-            raise AssertionError(_("fit: history[{i}] is {row}, expected {want}. Likely cause: evaluate(net) "
-                                   "after run_epoch(epoch), the values of that same epoch").format(
-                                       i=e - 1, row=row, want=want))
+            raise AssertionError(_("fit: history[{i}] is {row}, expected {want}. Likely cause: evaluate(net) after "
+                                   "run_epoch(epoch), the values of that same epoch").format(i=e - 1, row=row,
+                                                                                             want=want))
     if not {"epoch", "val_acc", "params"} <= set(best) or not isinstance(best["params"], dict):
         raise AssertionError(_("fit: best should be {{'epoch', 'val_acc', 'params'}}, got keys {keys}").format(
             keys=sorted(best)))
@@ -273,9 +256,8 @@ def check_best_weights(fit, load_params):
               1: _("the comparison is the wrong way round: the best has the HIGHEST val_acc")}
     if best["epoch"] != 2:
         cause = chosen.get(best["epoch"]) or _("best['epoch'] is the epoch of the highest val_acc")
-        raise AssertionError(_("fit: best['epoch'] is {epoch}, expected 2 (val_acc {accuracies}). "
-                               "Likely cause: {cause}").format(epoch=best["epoch"], accuracies=ACCURACIES,
-                                                               cause=cause))
+        raise AssertionError(_("fit: best['epoch'] is {epoch}, expected 2 (val_acc {accuracies}). Likely cause: "
+                               "{cause}").format(epoch=best["epoch"], accuracies=ACCURACIES, cause=cause))
     saved = epoch_of(best["params"])
     if saved != 2:
         cause = (_("the saved best weights are references to the network's arrays, which training kept "
@@ -296,8 +278,7 @@ def check_best_weights(fit, load_params):
     _check_load_params(load_params)
     score = evaluate(net)[1]
     correct(abs(score - best["val_acc"]), _("the best of {num_epochs} epochs (epoch 2) kept as copies, loaded back; "
-                                            "it scores {score} as recorded").format(num_epochs=num_epochs,
-                                                                                    score=score))
+                                            "it scores {score} as recorded").format(num_epochs=num_epochs, score=score))
 
 
 def _check_load_params(load_params):
@@ -332,10 +313,8 @@ class _Watched(module.Dropout):
 
 @checker
 def check_evaluate(fn, seed=0):
-    """Check fn(net, X, y, batch_size, loss_fn) -> (mean loss, accuracy), like utils.core.train.evaluate.
-
-    The net holds a dropout layer and comes in train mode; 50 samples in batches of 16.
-    """
+    """Check fn(net, X, y, batch_size, loss_fn) -> (mean loss, accuracy), like utils.core.train.evaluate:
+    the net holds a dropout layer and comes in train mode; 50 samples in batches of 16."""
     data = np.random.default_rng(seed + 2)
     X, y = data.standard_normal((50, 6)), data.integers(0, 3, 50)
     net = tiny_net(seed, dropout=0.5)
@@ -350,8 +329,8 @@ def check_evaluate(fn, seed=0):
     if not isinstance(result, tuple) or len(result) != 2:
         raise AssertionError(_("evaluate should return two numbers, (loss, accuracy), as utils.core.train.evaluate "
                                "does; got {type}").format(type=type(result).__name__))
-    loss, acc = (numbers(what, v, shape=()) for what, v in zip(
-        (_("evaluate (its loss)"), _("evaluate (its accuracy)")), result))
+    names = _("evaluate (its loss)"), _("evaluate (its accuracy)")
+    loss, acc = (numbers(what, v, shape=()) for what, v in zip(names, result))
     if getattr(net.layers[2], "seen_training", False):
         raise AssertionError(_("evaluate ran the network in train mode: dropout was active. Likely cause: "
                                "net.eval() is missing before the forward passes"))
@@ -378,26 +357,22 @@ def check_confusion(fn, num_classes=4, seed=0):
     got = numbers("confusion_matrix", call("confusion_matrix", fn, y_true.copy(), y_pred.copy(), num_classes))
     k = num_classes - 1
     if got.shape == (k, k):
-        raise AssertionError(_("confusion_matrix has shape {shape}, expected ({num_classes}, {num_classes}). "
-                               "Likely cause: the size is read from the data (class {k} never occurs here): "
-                               "use num_classes, np.zeros((num_classes, num_classes))").format(
-                                   shape=got.shape, num_classes=num_classes, k=k))
+        raise AssertionError(_("confusion_matrix has shape {shape}, expected ({K}, {K}). Likely cause: the size is "
+                               "read from the data (class {k} never occurs here): use num_classes, "
+                               "np.zeros((num_classes, num_classes))").format(shape=got.shape, K=num_classes, k=k))
     err = compare("confusion_matrix", got, want, extra=[
         (want.T, _("transposed: the row is the TRUE class, the column the predicted one")),
         (want / want.sum(axis=1, keepdims=True).clip(1), _("normalised rows: return the counts")),
         (want / 40, _("fractions of all samples: return the counts"))],
         formula=_("M[true, predicted] += 1 for each sample (np.add.at(M, (y_true, y_pred), 1))"))
-    correct(err, _("{num_classes} x {num_classes} counts, rows true, a class absent from the data").format(
-        num_classes=num_classes))
+    correct(err, _("{K} x {K} counts, rows true, a class absent from the data").format(K=num_classes))
 
 
 @checker
 def check_trained(train, X_val, y_val, bar, keep=None):
     """The end-to-end run: train() -> (net, history, best) with the student's parts; the reloaded net must
     score best["val_acc"] on (X_val, y_val), and that must reach bar. keep (a dict) receives net, history, best.
-
-    While a part is still empty the run stops at once and this says "not implemented yet".
-    """
+    While a part is still empty the run stops at once and this says "not implemented yet"."""
     try:
         result = call(_("the end-to-end run"), train, cause=_("an error in one of your parts above; the line "
                                                               "named is where it happened"))
@@ -408,12 +383,12 @@ def check_trained(train, X_val, y_val, bar, keep=None):
     net.eval()
     hits = sum(int((net.forward(X_val[i:i + 1000]).argmax(axis=1) == y_val[i:i + 1000]).sum())
                for i in range(0, len(X_val), 1000))
-    acc = hits / len(X_val)
-    if not np.isclose(acc, best["val_acc"], atol=1e-9):
+    acc, recorded, epoch = hits / len(X_val), best["val_acc"], best["epoch"]
+    if not np.isclose(acc, recorded, atol=1e-9):
         raise AssertionError(_("the reloaded network scores {acc:.4f} on the validation set, but fit recorded "
                                "{recorded:.4f} for epoch {epoch}. Likely cause: the best weights were not loaded "
-                               "back (or were references that kept changing)").format(
-                                   acc=acc, recorded=best["val_acc"], epoch=best["epoch"]))
+                               "back (or were references that kept changing)").format(acc=acc, recorded=recorded,
+                                                                                      epoch=epoch))
     if acc < bar:
         raise AssertionError(_("the validation accuracy {acc:.4f} is below the bar {bar}. Likely cause: a learning "
                                "rate too small or too large, or a part that passed its check but is used wrongly "
@@ -421,6 +396,5 @@ def check_trained(train, X_val, y_val, bar, keep=None):
     if keep is not None:
         keep.update(net=net, history=history, best=best)
     epochs = ", ".join(f"{row['val_acc']:.4f}" for row in history)
-    correct(rel_error(np.array(acc), np.array(best["val_acc"])),
-            _("validation accuracy {acc:.4f} >= {bar} at epoch {epoch}, as recorded; per epoch: {epochs}").format(
-                acc=acc, bar=bar, epoch=best["epoch"], epochs=epochs))
+    correct(rel_error(np.array(acc), np.array(recorded)), _("validation accuracy {acc:.4f} >= {bar} at epoch {epoch}, "
+            "as recorded; per epoch: {epochs}").format(acc=acc, bar=bar, epoch=epoch, epochs=epochs))
