@@ -15,8 +15,16 @@ gradients are 0 from dividing by 0. What to expect, in float64 with h = 1e-5:
   with an L2 term, or where an input sits within h of a kink (ReLU at 0, a max-pool tie);
 - a bug: 1e-2 or more (a missing term, a wrong transpose, a factor of 2).
 GRADCHECK_TOL, 1e-6, sits between the two: every check and test passes below it.
+
+The lines that report a check, in the reader's language (utils.plumbing.language):
+
+    print(gradcheck_line("Linear", errors))
+    # Linear               gradients checked: x, W, b; largest relative error below 1e-06: True
+    print(below_tol(errors))   # largest relative error below 1e-06: True
 """
 import numpy as np
+
+from utils.plumbing.language import _
 
 GRADCHECK_TOL = 1e-6
 
@@ -77,3 +85,30 @@ def gradcheck_loss(loss_fn, logits, y, h=1e-5):
     loss_fn.forward(logits, y)
     analytic = loss_fn.backward()
     return rel_error(analytic, numerical_gradient(lambda: loss_fn.forward(logits, y), logits, h))
+
+
+def _yes_no(ok):
+    """True/False as the reader's language says it (the English keeps Python's True and False)."""
+    return _("True") if ok else _("False")
+
+
+def below_tol(errors, tol=None):
+    """"largest relative error below 1e-06: True" for errors, {name: rel_error} or one number."""
+    tol = GRADCHECK_TOL if tol is None else tol
+    worst = max(errors.values()) if isinstance(errors, dict) else float(errors)
+    return _("largest relative error below {tol:g}: {ok}").format(tol=tol, ok=_yes_no(worst < tol))
+
+
+def every_below_tol(ok, tol=None):
+    """"every relative error below 1e-06: True", ok saying whether they all are."""
+    tol = GRADCHECK_TOL if tol is None else tol
+    return _("every relative error below {tol:g}: {ok}").format(tol=tol, ok=_yes_no(ok))
+
+
+def gradcheck_line(name, errors, width=20, tol=None):
+    """One line of a gradient-check table: the layer's name (padded to width), what was checked, the verdict.
+
+    errors: {"x": err, "W": err, ...} as gradcheck_layer returns it.
+    """
+    return _("{name} gradients checked: {names}; {verdict}").format(
+        name=f"{name:{width}s}", names=", ".join(errors), verdict=below_tol(errors, tol))

@@ -18,6 +18,8 @@ import pandas as pd
 from module import SoftmaxCrossEntropy
 from utils.core.models import from_config
 from utils.core.optim import SGD, l2_penalty, l2_regularize
+from utils.plumbing.fonts import label
+from utils.plumbing.language import _
 from utils.teaching.gradcheck import numerical_gradient, rel_error
 
 
@@ -43,13 +45,14 @@ class InitialLoss:
     chance: float
     logit_std: float
 
-    def __str__(self):
-        head = (f"loss at initialisation {self.loss:.3f}; ln(K) = {self.chance:.3f} for K classes, the loss of "
-                f"guessing uniformly; the logits' std is {self.logit_std:.2f}")
+    def __str__(self):  # in the reader's language (utils.plumbing.language); the fields stay numbers
+        head = _("loss at initialisation {loss:.3f}; ln(K) = {chance:.3f} for K classes, the loss of guessing "
+                 "uniformly; the logits' std is {std:.2f}").format(loss=self.loss, chance=self.chance,
+                                                                   std=self.logit_std)
         if abs(self.loss - self.chance) <= 0.05 * self.chance:
-            return head + " (nearly equal logits: no class preferred yet, as it should be)"
-        return head + (" (logits that large prefer some classes before any training: a He-initialised output "
-                       "layer makes them so; a smaller output layer gives ~ln(K))")
+            return head + _(" (nearly equal logits: no class preferred yet, as it should be)")
+        return head + _(" (logits that large prefer some classes before any training: a He-initialised output "
+                        "layer makes them so; a smaller output layer gives ~ln(K))")
 
 
 def initial_loss(model, X, y):
@@ -83,7 +86,7 @@ def network_gradient_check(model, X, y, l2_lambda=0.0, num_checks=10, h=1e-5, se
     net.backward(loss_fn.backward(), need_dx=False)
     l2_regularize(net, l2_lambda)
     rng, rows = np.random.default_rng(seed), []
-    for _, name, p, g in net.parameters():
+    for _layer, name, p, g in net.parameters():
         analytic = g.reshape(-1).copy()
         idx = rng.choice(p.size, min(num_checks, p.size), replace=False)
         numeric = numerical_gradient(total_loss, p, h, indices=idx)
@@ -166,13 +169,15 @@ def plot_lr_range(table):
     """The loss (raw and smoothed) against the learning rate, log scale, with suggest_lr's two marks."""
     suggested, at_minimum = suggest_lr(table)
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(table.lr, table.loss, color="0.8", lw=1, label="batch loss")
-    ax.plot(table.lr, table.smoothed, color="C0", label="smoothed")
-    for lr, text, color in ((at_minimum, "lowest smoothed loss", "C3"), (suggested, "a tenth of it", "C2")):
-        ax.axvline(lr, color=color, ls="--", label=f"{text}: lr {lr:.2g}")
+    ax.plot(table.lr, table.loss, color="0.8", lw=1, label=label("batch loss"))
+    ax.plot(table.lr, table.smoothed, color="C0", label=label("smoothed"))
+    for lr, text, color in ((at_minimum, label("lowest smoothed loss"), "C3"),
+                            (suggested, label("a tenth of it"), "C2")):
+        ax.axvline(lr, color=color, ls="--", label=label("{text}: lr {lr:.2g}").format(text=text, lr=lr))
     finite = table.smoothed[np.isfinite(table.smoothed)]
-    ax.set(xscale="log", xlabel="learning rate (growing every iteration)", ylabel="training loss",
-           ylim=(0, min(float(finite.max()), 1.3 * float(finite.iloc[0])) * 1.05), title="Learning-rate range test")
+    ax.set(xscale="log", xlabel=label("learning rate (growing every iteration)"), ylabel=label("training loss"),
+           ylim=(0, min(float(finite.max()), 1.3 * float(finite.iloc[0])) * 1.05),
+           title=label("Learning-rate range test"))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
