@@ -230,3 +230,24 @@ def test_every_chinese_verdict_line_starts_with_the_chinese_prefix_the_grader_re
         assert starting, prefix
         bad = [e.msgid for e in starting if not e.msgstr.startswith(table[prefix])]
         assert not bad, f"these translations do not start with {table[prefix]!r}: {bad}"
+
+
+def test_a_chinese_students_notebook_is_graded_with_chinese_messages_and_english_verdicts(tmp_path_factory):
+    """One kernel: the student's notebook sets NN_LANG=zh in its first cell, as notebooks/zh/ does."""
+    from tests.teaching.grader_notebooks import ANSWERS, BUGS, student
+    from tests.teaching.test_grader_runs import grade_folder
+    from utils.plumbing.translate import LANGUAGE_LINE
+
+    def chinese(nb):
+        nb.cells[0].source = LANGUAGE_LINE + nb.cells[0].source
+        return nb
+
+    notebooks = {"right": chinese(student(ANSWERS)),
+                 "mixed": chinese(student({"relu": BUGS["relu"][0], "l2": ANSWERS["l2"]}))}
+    _, _, rows, _, _ = grade_folder(tmp_path_factory, notebooks)
+    right, wrong, blank = rows[("right", "relu")], rows[("mixed", "relu")], rows[("mixed", "momentum")]
+    assert right[0] == "correct" and "ReLU" in right[1] and CJK.search(right[1]), right
+    assert wrong[0] == "wrong" and "ReLU.backward" in wrong[1] and "dx = dout * (x > 0)" in wrong[1], wrong
+    assert CJK.search(wrong[1]) and "Likely cause" not in wrong[1], wrong
+    assert blank[0] == "not implemented" and "sgd_momentum" in blank[1] and CJK.search(blank[1]), blank
+    assert rows[("mixed", "l2")][0] == "correct"
