@@ -73,8 +73,8 @@ def memory_limit_mb():
 def run_check(check, args, kwargs):
     """[verdict, message] of check(*args, **kwargs), told by what it raised (its decorator bypassed)."""
     # reads the lines the checks print, in English or in the language they were printed in; taken before the
-    # student's code runs, from the checks_common fresh_checks imported afresh with the checks
-    from utils.teaching.checks_common import after_prefix
+    # student's code runs, from the checks_common that fresh_checks imported afresh with the checks
+    after_prefix = importlib.import_module("utils.teaching.checks_common").after_prefix
     inner = getattr(check, "__wrapped__", check)  # the @checker wrapper would turn "not written" into a print
     out = _Capped()
     try:
