@@ -7,6 +7,8 @@ the student's code and a reference on the same small float64 inputs, and says on
   terms (recognised by comparing with the results of known mistakes) and the formula expected;
 - not written yet (NotImplementedError): "not implemented yet: write ..., then rerun this cell",
   and nothing is raised, so that the notebook as handed out runs top to bottom.
+Every message is in the reader's language (Chinese with NN_LANG=zh: utils/plumbing/language.py, the
+catalog locale/zh_CN/LC_MESSAGES/checks_a.po); identifiers, formulas and shapes stay as they are.
 """
 import contextlib
 import functools
