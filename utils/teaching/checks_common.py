@@ -7,6 +7,8 @@ the student's code and a reference on the same small float64 inputs, and says on
   terms (recognised by comparing with the results of known mistakes) and the formula expected;
 - not written yet (NotImplementedError): "not implemented yet: write ..., then rerun this cell",
   and nothing is raised, so that the notebook as handed out runs top to bottom.
+Every message is in the reader's language (Chinese with NN_LANG=zh: utils/plumbing/language.py, the
+catalog locale/zh_CN/LC_MESSAGES/checks_a.po); identifiers, formulas and shapes stay as they are.
 """
 import contextlib
 import functools
@@ -15,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from utils.plumbing import language
+from utils.plumbing.language import _
 from utils.teaching.gradcheck import rel_error
 
 TOL = 1e-7  # float64 against float64: a right answer agrees to ~1e-15
@@ -24,6 +28,26 @@ class NotWrittenYet(Exception):
     """The student's code raised NotImplementedError; what names the blank."""
 
 
+def unwritten(what):
+    """The one line a check prints for a blank still empty, in the reader's language."""
+    return _("not implemented yet: write {what}, then rerun this cell").format(what=what)
+
+
+def after_prefix(line, english):
+    """The rest of a printed line that starts with english ("correct:", "not implemented yet:") or with its
+    translation in any language of the course, stripped; None for a line that does not.
+
+    The grader (utils/teaching/verdict.py) reads the checks' lines with it, whatever language printed them:
+    the English prefix stays the test, its translations are what the Chinese edition prints.
+    """
+    prefixes = [english] + [language.translations(path).get(english) for lang in language.LOCALES
+                            for path in language.catalog_paths(lang)]
+    for prefix in prefixes:
+        if prefix and line.startswith(prefix):
+            return line[len(prefix):].strip()
+    return None
+
+
 def checker(fn):
     """Turn NotWrittenYet into the friendly one-line message; let AssertionError through."""
     @functools.wraps(fn)
@@ -31,7 +55,7 @@ def checker(fn):
         try:
             fn(*args, **kwargs)
         except NotWrittenYet as e:
-            print(f"not implemented yet: write {e}, then rerun this cell")
+            print(unwritten(e))
     return check
 
 
@@ -41,7 +65,7 @@ def skip_if_unwritten():
     try:
         yield
     except NotImplementedError as e:
-        print(f"not implemented yet: write {str(e) or 'the function above'}, then rerun this cell")
+        print(unwritten(str(e) or _("the function above")))
 
 
 def failing_line(error):
@@ -50,12 +74,12 @@ def failing_line(error):
     return (frames[-1].line or "").strip() if frames else ""
 
 
-def call(what, fn, *args, cause="an array of the wrong shape; print the shapes of the arrays on that line",
-         explain=None, **kwargs):
+def call(what, fn, *args, cause=None, explain=None, **kwargs):
     """fn(*args, **kwargs); NotImplementedError becomes NotWrittenYet, any other error an AssertionError.
 
     explain(error) -> a sentence or None: the likely cause of that error, when the check can tell
-    (e.g. which product of a backward pass has its operands the wrong way round).
+    (e.g. which product of a backward pass has its operands the wrong way round);
+    cause: the likely cause of any other error (by default: an array of the wrong shape).
     """
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -65,38 +89,45 @@ def call(what, fn, *args, cause="an array of the wrong shape; print the shapes o
         raise NotWrittenYet(str(e) or what) from None
     except Exception as e:
         line = failing_line(e)
-        where = f" on the line `{line}`" if line else ""
         if isinstance(e, AttributeError):  # e.g. backward reads self.x, which forward never kept
-            cause = ("an attribute read before it was set: keep what a later call needs on self in the call "
-                     "that runs first (forward keeps self.x for backward; __init__ creates what step reads)")
-        why = (explain(e, line) if explain else None) or cause
-        raise AssertionError(f"{what} raised {type(e).__name__}{where}: {e}. Likely cause: {why}") from e
+            cause = _("an attribute read before it was set: keep what a later call needs on self in the call "
+                      "that runs first (forward keeps self.x for backward; __init__ creates what step reads)")
+        why = ((explain(e, line) if explain else None) or cause
+               or _("an array of the wrong shape; print the shapes of the arrays on that line"))
+        if line:
+            text = _("{what} raised {error} on the line `{line}`: {message}. Likely cause: {cause}")
+        else:
+            text = _("{what} raised {error}: {message}. Likely cause: {cause}")
+        raise AssertionError(text.format(what=what, error=type(e).__name__, line=line, message=e, cause=why)) from e
 
 
 def numbers(what, value, shape=None):
     """value as a float64 array, or an AssertionError saying what the student's code returned instead."""
     if value is None:
-        raise AssertionError(f"{what} returned None: did you forget `return`?")
+        raise AssertionError(_("{what} returned None: did you forget `return`?").format(what=what))
     try:
         if isinstance(value, (str, bytes)) or any(isinstance(v, (str, bytes)) for v in np.ravel(
                 np.asarray(value, dtype=object))):
             raise TypeError("text")
         out = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        want = "a number" if shape == () else "an array of numbers" + (f" of shape {shape}" if shape else "")
-        raise AssertionError(f"{what} returned {type(value).__name__} {value!r:.60}; expected {want}") from None
+        want = (_("a number") if shape == () else
+                _("an array of numbers of shape {shape}").format(shape=shape) if shape else _("an array of numbers"))
+        raise AssertionError(_("{what} returned {type} {value}; expected {want}").format(
+            what=what, type=type(value).__name__, value=f"{value!r:.60}", want=want)) from None
     return out
 
 
 def build(name, cls, args):
     """The student's layer cls(*args), checked to have the params and grads dicts the layer contract asks for."""
-    student = call(f"{name}.__init__", cls, *args, cause="a mistake in __init__ itself; it runs with the "
-                   f"arguments {args}, as the exercise gives them")
+    student = call(f"{name}.__init__", cls, *args, cause=_("a mistake in __init__ itself; it runs with the "
+                   "arguments {args}, as the exercise gives them").format(args=args))
     for attribute in ("params", "grads"):
         if not isinstance(getattr(student, attribute, None), dict):
-            raise AssertionError(f"{name}.__init__ set no self.{attribute} dict (got "
-                                 f"{type(getattr(student, attribute, None)).__name__}). Likely cause: "
-                                 f"super().__init__() was not called first (it creates self.params and self.grads)")
+            raise AssertionError(_("{name}.__init__ set no self.{attribute} dict (got {type}). Likely cause: "
+                                   "super().__init__() was not called first (it creates self.params and self.grads)"
+                                   ).format(name=name, attribute=attribute,
+                                            type=type(getattr(student, attribute, None)).__name__))
     return student
 
 
@@ -112,18 +143,21 @@ def compare(what, got, want, n=None, extra=(), formula=None, plural=False):
     pairs, the results of known mistakes, tried first; formula: what was expected, said after
     the cause (e.g. "dW = x.T @ dout"); plural: what names a plural ("the weights ... are wrong").
     """
-    expected = f" (expected: {formula})" if formula else ""
-
     def fail(cause):
-        raise AssertionError(f"{what} {'are' if plural else 'is'} wrong. Likely cause: {cause}{expected}")
+        if formula:
+            text = (_("{what} are wrong. Likely cause: {cause} (expected: {formula})") if plural else
+                    _("{what} is wrong. Likely cause: {cause} (expected: {formula})"))
+        else:
+            text = _("{what} are wrong. Likely cause: {cause}") if plural else _("{what} is wrong. Likely cause: {cause}")
+        raise AssertionError(text.format(what=what, cause=cause, formula=formula))
 
     if got is None:
-        fail("it is None: a missing `return` (or the array was never assigned)")
+        fail(_("it is None: a missing `return` (or the array was never assigned)"))
     want = np.asarray(want, dtype=np.float64)
     try:
         got = np.asarray(got, dtype=np.float64)
     except (TypeError, ValueError):
-        fail(f"expected an array of shape {want.shape}, got {type(got).__name__}")
+        fail(_("expected an array of shape {shape}, got {type}").format(shape=want.shape, type=type(got).__name__))
     if close(got, want):
         return rel_error(got, want)
     for candidate, cause in extra:
@@ -131,26 +165,28 @@ def compare(what, got, want, n=None, extra=(), formula=None, plural=False):
             fail(cause)
     if got.shape != want.shape:
         if got.ndim == 2 and got.T.shape == want.shape:
-            fail(f"transposed: it has shape {got.shape}, the reference {want.shape}; a gradient has the shape "
-                 "of what it is the gradient of (swap the operands of the product, or transpose them)")
-        fail(f"shape mismatch: expected {want.shape}, got {got.shape}")
+            fail(_("transposed: it has shape {got}, the reference {want}; a gradient has the shape of what it "
+                   "is the gradient of (swap the operands of the product, or transpose them)"
+                   ).format(got=got.shape, want=want.shape))
+        fail(_("shape mismatch: expected {want}, got {got}").format(want=want.shape, got=got.shape))
     if not np.all(np.isfinite(got)):
-        fail("it contains NaN or inf (an overflow, or a division by zero)")
+        fail(_("it contains NaN or inf (an overflow, or a division by zero)"))
     if n and close(got * n, want):
-        fail(f"it is N = {n} times too small: an extra division by the batch size N")
+        fail(_("it is N = {n} times too small: an extra division by the batch size N").format(n=n))
     if n and close(got, want * n):
-        fail(f"it is N = {n} times too large: a missing division by the batch size N")
+        fail(_("it is N = {n} times too large: a missing division by the batch size N").format(n=n))
     if close(-got, want):
-        fail("a sign error: it is the reference times -1")
+        fail(_("a sign error: it is the reference times -1"))
     if not np.any(got):
-        fail("it is all zeros: was it ever computed (or assigned to the right name)?")
+        fail(_("it is all zeros: was it ever computed (or assigned to the right name)?"))
     nonzero = np.abs(want) > 1e-12
     ratio = got[nonzero] / want[nonzero] if nonzero.any() else np.array([])
     if ratio.size and np.allclose(ratio, ratio[0], rtol=1e-9) and not np.any(got[~nonzero]):
-        fail(f"off by a constant factor {ratio[0]:.4g}")
-    fail(f"it differs from the reference (relative error {rel_error(got, want):.1e}); compare your "
-         "formula with the one in the markdown above, term by term")
+        fail(_("off by a constant factor {factor:.4g}").format(factor=ratio[0]))
+    fail(_("it differs from the reference (relative error {err:.1e}); compare your formula with the one in the "
+           "markdown above, term by term").format(err=rel_error(got, want)))
 
 
 def correct(err, label):
-    print(f"correct: relative error {err:.0e} ({label})")
+    """Print the verdict of a check that passed; label (in the reader's language) says what was checked."""
+    print(_("correct: relative error {err:.0e} ({what})").format(err=err, what=label))

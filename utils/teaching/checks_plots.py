@@ -9,6 +9,7 @@ import matplotlib.figure
 import matplotlib.pyplot as plt
 import numpy as np
 
+from utils.plumbing.language import _
 from utils.teaching.checks_common import call, checker, correct
 
 HISTORY = [{"epoch": e, "train_loss": tl, "val_loss": vl, "val_acc": va} for e, tl, vl, va in zip(
@@ -20,8 +21,8 @@ def _figure(what, result):
     if isinstance(fig, plt.Axes):
         fig = fig.figure
     if not isinstance(fig, matplotlib.figure.Figure):
-        raise AssertionError(f"{what} returned {type(result).__name__}; expected the Figure. Likely cause: a "
-                             "missing `return fig` (fig, axes = plt.subplots(...) makes it)")
+        raise AssertionError(_("{what} returned {type}; expected the Figure. Likely cause: a missing `return fig` "
+                               "(fig, axes = plt.subplots(...) makes it)").format(what=what, type=type(result).__name__))
     return fig
 
 
@@ -49,38 +50,44 @@ def check_curves(fn):
         lines = [line for ax in axes for line in ax.get_lines()]
         epochs = [row["epoch"] for row in HISTORY]
         found = {}
-        for key, name in (("train_loss", "training loss"), ("val_loss", "validation loss"),
-                          ("val_acc", "validation accuracy")):
+        for key, name in (("train_loss", _("training loss")), ("val_loss", _("validation loss")),
+                          ("val_acc", _("validation accuracy"))):
             values = [row[key] for row in HISTORY]
             line = _series(lines, values)
             if line is None:
                 short = [line for line in lines if len(line.get_ydata()) == len(values) - 1]
-                cause = (f"a line has {len(values) - 1} points for {len(values)} epochs: an epoch is left out "
-                         "(a range off by one?)" if short else
-                         f"no line shows the {name} ({values}): plot [row['{key}'] for row in history]")
-                raise AssertionError(f"plot_curves: the {name} curve is missing. Likely cause: {cause}")
+                cause = (_("a line has {points} points for {epochs} epochs: an epoch is left out "
+                           "(a range off by one?)").format(points=len(values) - 1, epochs=len(values)) if short else
+                         _("no line shows the {name} ({values}): plot [row['{key}'] for row in history]"
+                           ).format(name=name, values=values, key=key))
+                raise AssertionError(_("plot_curves: the {name} curve is missing. Likely cause: {cause}").format(
+                    name=name, cause=cause))
             x = np.asarray(line.get_xdata(), dtype=np.float64)
             if not np.allclose(x, epochs):
-                cause = ("the x values run 0..4: without x, plot numbers the points from 0; plot against the epochs, "
-                         "ax.plot(epochs, values)" if np.allclose(x, np.arange(len(epochs)))
-                         else f"the x values {x.tolist()} are not the epochs {epochs}")
-                raise AssertionError(f"plot_curves: the {name} curve is wrong. Likely cause: {cause}")
+                cause = (_("the x values run 0..4: without x, plot numbers the points from 0; plot against the "
+                           "epochs, ax.plot(epochs, values)") if np.allclose(x, np.arange(len(epochs)))
+                         else _("the x values {x} are not the epochs {epochs}").format(x=x.tolist(), epochs=epochs))
+                raise AssertionError(_("plot_curves: the {name} curve is wrong. Likely cause: {cause}").format(
+                    name=name, cause=cause))
             found[key] = line
         for ax in axes:
             shown = [key for key, line in found.items() if line.axes is ax]
             for label, text in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())):
                 if not text.strip():
-                    raise AssertionError(f"plot_curves: the axes with {' and '.join(shown) or 'a curve'} has no "
-                                         f"{label} label. Likely cause: ax.set_{label}label(...) is missing "
-                                         f"({'epoch' if label == 'x' else 'loss, or accuracy'})")
+                    raise AssertionError(_("plot_curves: the axes with {curves} has no {axis} label. Likely cause: "
+                                           "ax.set_{axis}label(...) is missing ({text})").format(
+                        curves=_(" and ").join(shown) or _("a curve"), axis=label,
+                        text=_("epoch") if label == "x" else _("loss, or accuracy")))
             if len(shown) > 1 and ax.get_legend() is None:
-                raise AssertionError(f"plot_curves: the axes holds {len(shown)} curves ({', '.join(shown)}) and no "
-                                     "legend. Likely cause: give each line a label= and call ax.legend()")
+                raise AssertionError(_("plot_curves: the axes holds {n} curves ({curves}) and no legend. Likely "
+                                       "cause: give each line a label= and call ax.legend()").format(
+                    n=len(shown), curves=", ".join(shown)))
         if found["val_acc"].axes is found["val_loss"].axes:
-            raise AssertionError("plot_curves: the accuracy shares an axes with the losses. Likely cause: one "
-                                 "axes for both; accuracy (0..1) and loss (no upper bound) need their own axes, "
-                                 "fig, (ax_loss, ax_acc) = plt.subplots(1, 2)")
-        correct(0.0, f"{len(found)} curves of {len(epochs)} points against the epochs, on {len(axes)} labelled axes")
+            raise AssertionError(_("plot_curves: the accuracy shares an axes with the losses. Likely cause: one "
+                                   "axes for both; accuracy (0..1) and loss (no upper bound) need their own axes, "
+                                   "fig, (ax_loss, ax_acc) = plt.subplots(1, 2)"))
+        correct(0.0, _("{curves} curves of {points} points against the epochs, on {axes} labelled axes").format(
+            curves=len(found), points=len(epochs), axes=len(axes)))
     finally:
         for num in set(plt.get_fignums()) - before:
             plt.close(num)
@@ -106,25 +113,28 @@ def check_weight_images(fn, count=16, seed=0):
         fig = _figure("plot_first_layer", call("plot_first_layer", fn, W.copy(), count))
         images = [im for ax in fig.axes for im in ax.get_images()]
         if len(images) != count:
-            raise AssertionError(f"plot_first_layer drew {len(images)} images, expected {count}, one per hidden "
-                                 f"unit. Likely cause: {'ax.imshow is missing' if not images else 'the loop draws '}"
-                                 f"{'' if not images else 'another number of units than count'}")
+            raise AssertionError(_("plot_first_layer drew {n} images, expected {count}, one per hidden unit. Likely "
+                                   "cause: {cause}").format(
+                n=len(images), count=count, cause=_("ax.imshow is missing") if not images else
+                _("the loop draws another number of units than count")))
         for j, image in enumerate(images):
             data = np.asarray(image.get_array())
             if data.shape != (28, 28):
-                raise AssertionError(f"plot_first_layer: image {j} has shape {data.shape}, expected (28, 28). Likely "
-                                     "cause: unit j's 784 weights are W[:, j]; show W[:, j].reshape(28, 28)")
+                raise AssertionError(_("plot_first_layer: image {j} has shape {shape}, expected (28, 28). Likely "
+                                       "cause: unit j's 784 weights are W[:, j]; show W[:, j].reshape(28, 28)"
+                                       ).format(j=j, shape=data.shape))
             if _same_picture(data, W[:, j].reshape(28, 28)):
                 continue
             if _same_picture(data, W.reshape(-1)[j * 784:(j + 1) * 784].reshape(28, 28)):
-                cause = ("W.reshape(M, 28, 28) cuts W row by row and mixes the units: unit j's weights are the "
-                         "column W[:, j]")
+                cause = _("W.reshape(M, 28, 28) cuts W row by row and mixes the units: unit j's weights are the "
+                          "column W[:, j]")
             elif _same_picture(data.T, W[:, j].reshape(28, 28)):
-                cause = "the image is transposed: W[:, j].reshape(28, 28) is already row by row"
+                cause = _("the image is transposed: W[:, j].reshape(28, 28) is already row by row")
             else:
-                cause = f"image {j} should show unit {j}'s weights, W[:, {j}].reshape(28, 28), in order"
-            raise AssertionError(f"plot_first_layer: image {j} is wrong. Likely cause: {cause}")
-        correct(0.0, f"{count} images of 28 x 28, one per hidden unit, in order")
+                cause = _("image {j} should show unit {j}'s weights, W[:, {j}].reshape(28, 28), in order").format(j=j)
+            raise AssertionError(_("plot_first_layer: image {j} is wrong. Likely cause: {cause}").format(
+                j=j, cause=cause))
+        correct(0.0, _("{count} images of 28 x 28, one per hidden unit, in order").format(count=count))
     finally:
         for num in set(plt.get_fignums()) - before:
             plt.close(num)

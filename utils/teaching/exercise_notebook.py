@@ -18,6 +18,8 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbclient import NotebookClient
 
 from utils.plumbing.files import read_regular
+from utils.plumbing.language import _
+from utils.teaching.checks_common import after_prefix
 
 MARKER = re.compile(r"^# %% exercise: (\S+)\s*$", re.MULTILINE)
 MAX_NOTEBOOK_BYTES = 50 * 2 ** 20  # a notebook with many figures is a few MB
@@ -41,25 +43,28 @@ def read_notebook(path):
     except FileNotFoundError as e:
         raise NotebookError(str(e)) from None
     except PermissionError:
-        raise NotebookError(f"{path}: not readable (permission denied)") from None
+        raise NotebookError(_("{path}: not readable (permission denied)").format(path=path)) from None
     if not data.strip():
-        raise NotebookError(f"{path}: an empty file; expected a Jupyter notebook (JSON)")
+        raise NotebookError(_("{path}: an empty file; expected a Jupyter notebook (JSON)").format(path=path))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise NotebookError(f"{path}: not UTF-8 text (byte {e.start}); expected a Jupyter notebook (JSON)") from None
+        raise NotebookError(_("{path}: not UTF-8 text (byte {byte}); expected a Jupyter notebook (JSON)").format(
+            path=path, byte=e.start)) from None
     try:
         with warnings.catch_warnings():  # nbformat warns about missing cell ids, which it adds
             warnings.simplefilter("ignore")
             nb = nbformat.reads(text, as_version=4)
     except nbformat.reader.NotJSONError:
-        raise NotebookError(f"{path}: not valid JSON (truncated, or not a notebook); expected a Jupyter "
-                            "notebook") from None
+        raise NotebookError(_("{path}: not valid JSON (truncated, or not a notebook); expected a Jupyter "
+                              "notebook").format(path=path)) from None
     except Exception as e:  # nbformat raises many types for JSON that is not a notebook: {}, [], ...
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise NotebookError(f"{path}: JSON but not a Jupyter notebook ({first})") from None
+        raise NotebookError(_("{path}: JSON but not a Jupyter notebook ({reason})").format(
+            path=path, reason=first)) from None
     if not all(isinstance(c.get("source"), str) for c in nb.cells if c.get("cell_type") == "code"):
-        raise NotebookError(f"{path}: a code cell without source text; expected a Jupyter notebook")
+        raise NotebookError(_("{path}: a code cell without source text; expected a Jupyter notebook").format(
+            path=path))
     return nb
 
 
@@ -74,7 +79,8 @@ def check_calls(source, where):
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
-        raise ValueError(f"{where}: the cell does not parse ({e.msg}, line {e.lineno})") from None
+        raise ValueError(_("{where}: the cell does not parse ({error}, line {line})").format(
+            where=where, error=e.msg, line=e.lineno)) from None
     is_check = lambda node: (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                              and node.func.id.startswith("check_"))
     calls = []
@@ -87,10 +93,12 @@ def check_calls(source, where):
                 visit(s.body)
             elif any(is_check(n) for n in ast.walk(s)):
                 name = next(n.func.id for n in ast.walk(s) if is_check(n))
-                inside = {"For": "a for loop", "While": "a while loop", "If": "an if", "Try": "a try block",
-                          "FunctionDef": "a function", "ClassDef": "a class"}.get(type(s).__name__, "an expression")
-                raise ValueError(f"{where}: {name} is called inside {inside} (line {s.lineno}); "
-                                 "the grader evaluates check calls written as statements of their own, one per line")
+                inside = {"For": _("a for loop"), "While": _("a while loop"), "If": _("an if"),
+                          "Try": _("a try block"), "FunctionDef": _("a function"), "ClassDef": _("a class")
+                          }.get(type(s).__name__, _("an expression"))
+                raise ValueError(_("{where}: {name} is called inside {inside} (line {line}); the grader evaluates "
+                                   "check calls written as statements of their own, one per line").format(
+                    where=where, name=name, inside=inside, line=s.lineno))
     visit(tree.body)
     return calls
 
@@ -142,6 +150,8 @@ def fill_solutions(nb, solutions):
 def verdicts(nb):
     """[(cell index, line)] for every line a check printed, and every error a cell raised, in an executed notebook.
 
+    A check's line is found in English or in a language of the course ("正确：..." in notebooks/zh/).
+
     For the tests of the handed-out notebook's own outputs (what the student sees), not for grading.
     """
     found = []
@@ -150,7 +160,7 @@ def verdicts(nb):
             if out.output_type == "error":
                 found.append((i, f"error: {out.ename}: {out.evalue}"))
             for line in out.get("text", "").splitlines():
-                if line.startswith(("correct:", "not implemented yet:")):
+                if any(after_prefix(line, prefix) is not None for prefix in ("correct:", "not implemented yet:")):
                     found.append((i, line))
     return found
 

@@ -15,6 +15,8 @@ The verdict of one call is what the check did:
 - anything else (a TypeError, MemoryError, sys.exit in the student's code): "error", saying what.
 report() sends the verdicts back with display(), under a MIME type the grader alone reads, with
 the nonce the grader chose for this one call; what the student's cells printed is never read.
+The verdicts are English words (the grader compares them); their messages are in the reader's
+language (Chinese where the notebook set NN_LANG=zh), as the checks print and raise them.
 """
 import contextlib
 import importlib
@@ -25,6 +27,7 @@ import sys
 from IPython.display import display
 
 import utils.teaching
+from utils.plumbing.language import _
 
 MIME = "application/x-nn-grade+json"
 VERDICTS = ("correct", "not implemented", "wrong", "error")  # from best to worst: a part takes its worst
@@ -69,26 +72,31 @@ def memory_limit_mb():
 
 def run_check(check, args, kwargs):
     """[verdict, message] of check(*args, **kwargs), told by what it raised (its decorator bypassed)."""
+    # reads the lines the checks print, in English or in the language they were printed in; taken before the
+    # student's code runs, from the checks_common that fresh_checks imported afresh with the checks
+    after_prefix = importlib.import_module("utils.teaching.checks_common").after_prefix
     inner = getattr(check, "__wrapped__", check)  # the @checker wrapper would turn "not written" into a print
     out = _Capped()
     try:
         with contextlib.redirect_stdout(out):
             inner(*args, **kwargs)
     except AssertionError as e:
-        return ["wrong", str(e) or f"{check.__name__} failed without saying why"]
+        return ["wrong", str(e) or _("{check} failed without saying why").format(check=check.__name__)]
     except MemoryError:
         limit = memory_limit_mb()
-        return ["error", "ran out of memory" + (f" (the limit is {limit} MB)" if limit else "")]
+        return ["error", _("ran out of memory (the limit is {limit} MB)").format(limit=limit) if limit
+                else _("ran out of memory")]
     except (Exception, SystemExit) as e:  # SystemExit: sys.exit() in the student's code
         if type(e).__name__ == "NotWrittenYet" or isinstance(e, NotImplementedError):
-            return ["not implemented", f"write {e or 'the blank'}"]
-        return ["error", f"{check.__name__} raised {type(e).__name__}: {e}"]
+            return ["not implemented", _("write {what}").format(what=e or _("the blank"))]
+        return ["error", _("{check} raised {error}: {message}").format(check=check.__name__, error=type(e).__name__,
+                                                                        message=e)]
     lines = out.text.splitlines()
-    unwritten = [line for line in lines if line.startswith("not implemented yet")]
+    unwritten = [rest for rest in (after_prefix(line, "not implemented yet:") for line in lines) if rest is not None]
     if unwritten:  # a check that handles a blank itself, and prints instead of raising
-        return ["not implemented", unwritten[-1].removeprefix("not implemented yet:").strip()]
-    said = [line for line in lines if line.startswith("correct:")]
-    return ["correct", said[-1].removeprefix("correct:").strip() if said else ""]
+        return ["not implemented", unwritten[-1]]
+    said = [rest for rest in (after_prefix(line, "correct:") for line in lines) if rest is not None]
+    return ["correct", said[-1] if said else ""]
 
 
 def judge(namespace, calls, checks=None):
@@ -104,15 +112,16 @@ def judge(namespace, calls, checks=None):
         except NameError as e:
             name = getattr(e, "name", None) or str(e)
             if name.startswith("check_"):
-                found.append(["error", f"no check named {name} in utils/teaching/checks*.py"])
+                found.append(["error", _("no check named {name} in utils/teaching/checks*.py").format(name=name)])
             else:
-                found.append(["not implemented", f"{name} is not defined (its cell is missing, was not run, "
-                                                  "or raised an error)"])
+                found.append(["not implemented", _("{name} is not defined (its cell is missing, was not run, "
+                                                   "or raised an error)").format(name=name)])
         except MemoryError:
-            found.append(["error", "ran out of memory"])
+            found.append(["error", _("ran out of memory")])
         except (Exception, SystemExit) as e:
-            found.append(["error", f"{source} raised {type(e).__name__}: {e}"])
-        results.extend(found or [["error", f"{source} called no check"]])
+            found.append(["error", _("{check} raised {error}: {message}").format(check=source, error=type(e).__name__,
+                                                                                message=e)])
+        results.extend(found or [["error", _("{source} called no check").format(source=source)]])
     return results
 
 
