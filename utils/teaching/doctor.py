@@ -7,10 +7,8 @@
   ||W_e - W_(e-1)|| / ||W_(e-1)|| and the activation stats on a fixed probe batch;
 * ``diagnose(model, X, y, history=None)``: the doctor, "why doesn't my network learn?", a
   ranked list of findings (what was measured, why it matters, the fix); the findings and the
-  checks for common student bugs are in utils.teaching.findings.
-
-The findings' texts are English inside (the ranking below matches English words) and printed in the
-reader's language: _() here is utils.teaching.findings._, which makes a Text translated when shown.
+  checks for common student bugs are in utils.teaching.findings. Their texts are English inside (the
+  ranking matches English words), shown in the reader's language (findings._ makes such a Text).
 """
 import copy
 
@@ -47,9 +45,8 @@ def relative_slope(layer):
     """
     if isinstance(layer, Activation):
         return (layer.local_grad() / layer.max_slope).astype(layer.out.dtype, copy=False)
-    names = ", ".join(c.__name__ for c in ACTIVATIONS.values())
-    raise ValueError(_("relative_slope: expected an activation layer ({names}), got {layer}",
-                       names=names, layer=repr(layer)).shown())
+    raise ValueError(_("relative_slope: expected an activation layer ({names}), got {layer}", layer=repr(layer),
+                       names=", ".join(c.__name__ for c in ACTIVATIONS.values())).shown())
 
 
 def activation_stats(model, X):
@@ -80,9 +77,8 @@ class TrainingMonitor:
     monitor = TrainingMonitor(model, X_probe)     # records epoch 0, the initial state
     train(model, ..., callback=monitor)           # records epochs 1, 2, ...
 
-    X_probe: (N, features), a fixed batch (e.g. validation images) for activation_stats.
-    sample_size: at most this many weights per layer are kept per epoch (a fixed random
-    subset, chosen with seed), enough for a histogram without keeping every copy.
+    X_probe: (N, features), a fixed batch (e.g. validation images) for activation_stats. sample_size: at
+    most this many weights per layer are kept per epoch (a fixed random subset, chosen with seed).
     Attributes after training:
     - ratios: DataFrame, one row per epoch >= 1: epoch, layer, ratio = ||W_e - W_(e-1)|| / ||W_(e-1)||
     - activations: DataFrame of activation_stats per epoch (epoch column added)
@@ -205,19 +201,17 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
              predict=None):
     """Why does (or would) this network not learn? Checks model on (X, y) and, if given, its history.
 
-    model: a Sequential; X: inputs as the model takes them (N, ...), y: (N,) integer labels,
-    typically the validation set; a random sample of DOCTOR["sample"] (1,000) of them is probed
-    (drawn with seed), and the printout says so.
-    history: train()'s DataFrame (for NaN, exploding loss, a plateau, accuracy stuck at chance);
-    optimizer: the optimiser to take one real step with (e.g. utils.core.train.make_optimizer(
-    cfg["train"]), or your own, state included; it is copied); default plain SGD with lr
-    (default: the history's first lr, else DOCTOR["lr"], 0.05).
-    X_train, y_train: the training set in its stored order, to check that X is not in it and
-    that the labels are not sorted. predict: your evaluation code, a function X -> logits or
-    labels (e.g. lambda X: model.forward(X)), called twice on the same images: predictions that
-    differ mean dropout is on at evaluation. The model is not changed: every probe runs on a copy.
-    Returns a Diagnosis, a list of Finding, most severe first (empty for a healthy network),
-    whose .signals holds every number measured; print() it.
+    model: a Sequential; X: inputs as the model takes them (N, ...), y: (N,) integer labels, typically the
+    validation set; a random sample of DOCTOR["sample"] (1,000) of them is probed (drawn with seed), and the
+    printout says so. history: train()'s DataFrame (for NaN, exploding loss, a plateau, accuracy stuck at
+    chance); optimizer: the optimiser to take one real step with (e.g. utils.core.train.make_optimizer(
+    cfg["train"]), or your own, state included; it is copied); default plain SGD with lr (default: the
+    history's first lr, else DOCTOR["lr"], 0.05). X_train, y_train: the training set in its stored order, to
+    check that X is not in it and that the labels are not sorted. predict: your evaluation code, a function
+    X -> logits or labels (e.g. lambda X: model.forward(X)), called twice on the same images: predictions
+    that differ mean dropout is on at evaluation. The model is not changed: every probe runs on a copy.
+    Returns a Diagnosis, a list of Finding, most severe first (empty for a healthy network), whose .signals
+    holds every number measured; print() it.
     """
     X, y = np.asarray(X), np.asarray(y)
     if len(X) == 0 or len(X) != len(y):
