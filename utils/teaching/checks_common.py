@@ -148,7 +148,8 @@ def compare(what, got, want, n=None, extra=(), formula=None, plural=False):
             text = (_("{what} are wrong. Likely cause: {cause} (expected: {formula})") if plural else
                     _("{what} is wrong. Likely cause: {cause} (expected: {formula})"))
         else:
-            text = _("{what} are wrong. Likely cause: {cause}") if plural else _("{what} is wrong. Likely cause: {cause}")
+            text = (_("{what} are wrong. Likely cause: {cause}") if plural
+                    else _("{what} is wrong. Likely cause: {cause}"))
         raise AssertionError(text.format(what=what, cause=cause, formula=formula))
 
     if got is None:

@@ -22,7 +22,8 @@ def _figure(what, result):
         fig = fig.figure
     if not isinstance(fig, matplotlib.figure.Figure):
         raise AssertionError(_("{what} returned {type}; expected the Figure. Likely cause: a missing `return fig` "
-                               "(fig, axes = plt.subplots(...) makes it)").format(what=what, type=type(result).__name__))
+                               "(fig, axes = plt.subplots(...) makes it)").format(what=what,
+                                                                                 type=type(result).__name__))
     return fig
 
 
