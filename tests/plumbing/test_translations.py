@@ -286,3 +286,12 @@ def test_figure_text_written_without_label_is_found(monkeypatch):
         'fig.suptitle("验证准确率")\n'
         'ax.text(0, 1, "n=3")\n'))])
     assert english_left.figure_text_in_code() == [("a.py:1", "Loss curves"), ("a.py:4", "step")]
+
+
+def test_a_program_message_quoted_as_code_may_be_quoted_in_its_chinese_form():
+    english = ["`not implemented yet: write ..., then rerun this cell`", "`dx = dout @ W.T`"]
+    quoted = ["`还没有实现：写出 ...，然后重新运行这个单元格`", "`dx = dout @ W.T`"]
+    assert translate.span_difference(english, quoted) == ([], [])
+    # Code is not a message: changing it is still reported, and so is a Chinese quote of another message.
+    changed = ["`还没有实现`", "`dx = dout @ W`"]
+    assert translate.span_difference(english, changed) == (english, changed)
