@@ -28,6 +28,7 @@ from utils.figures import data as data_figures  # noqa: E402
 from utils.figures import errors, model, playground_pictures, training  # noqa: E402
 from utils.figures.panel import training_panel  # noqa: E402
 from utils.figures.playground import Playground  # noqa: E402
+from utils.figures.toy_data import make_toy  # noqa: E402
 from utils.plumbing import fonts, language, po  # noqa: E402
 from utils.search.results import plot_search_curves, plot_search_heatmaps  # noqa: E402
 
@@ -240,6 +241,19 @@ def test_a_diverged_playground_says_so_in_chinese(monkeypatch):
     assert "发散" in pg.message and "降低学习率" in pg.message and not pg.running
 
 
+def test_the_playground_errors_are_chinese_and_name_the_setting(monkeypatch):
+    monkeypatch.setenv("NN_LANG", "zh")
+    with pytest.raises(ValueError, match=r"未知的演练场设置 \['learning_rate'\]"):
+        Playground("xor", ui=False, learning_rate=0.1)
+    with pytest.raises(ValueError, match=r"Playground：noise = 2：应为 \[0, 1\] 之内的数"):
+        Playground("xor", ui=False, noise=2)
+    with pytest.raises(ValueError, match="未知的玩具数据集 'moons'.*spirals"):
+        make_toy("moons")
+    monkeypatch.setenv("NN_LANG", "en")
+    with pytest.raises(ValueError, match=r"^Playground: noise = 2: expected a number in \[0, 1\]$"):
+        Playground("xor", ui=False, noise=2)
+
+
 CFG = {"seed": 0, "model": {"builder": "mlp", "hidden_sizes": [16], "activation": "relu", "dropout": 0.0},
        "train": {"lr": 0.05, "num_epochs": 1, "batch_size": 32, "l2_lambda": 0.0, "optimizer": "sgd", "momentum": 0.9,
                  "nesterov": False, "lr_schedule": "cosine", "decay_factor": 0.5, "decay_steps": 2000, "patience": 0}}
@@ -261,6 +275,9 @@ def test_the_training_panel_is_chinese_and_keeps_its_values(monkeypatch):
     assert panel.sliders["lr_schedule"].value == "cosine" and CJK.search(panel.sliders["lr_schedule"]._options_labels[0])
     assert panel.sliders["optimizer"].options == ("sgd", "adam")
     assert "下一次训练" in panel.status.value and "lr=0.05" in panel.status.value
+    panel.sliders["hidden_sizes"].value = "16-x"
+    assert "隐藏层大小：应为用 '-' 隔开的数字" in panel.status.value and "'16-x'" in panel.status.value
+    panel.sliders["hidden_sizes"].value = "16"
     panel.train(quick=True)
     assert "完成" in panel.status.value and "验证准确率" in panel.status.value
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from utils.core.datasets import CLASS_NAMES, DATASETS
 from utils.plumbing.fonts import label, labels
+from utils.plumbing.language import _
 
 GREY_NOTE = "grey scale: black = 0, white = 255"  # uint8 images; other dtypes: each image from its min to max
 
@@ -37,7 +38,8 @@ def image_shape_of(X, image_shape=None):
     known = [spec["image_shape"] for spec in DATASETS.values() if math.prod(spec["image_shape"]) == X.shape[-1]]
     if X.ndim == 2 and known:
         return known[0]
-    raise ValueError(f"cannot tell the image shape of inputs of shape {X.shape}; pass image_shape=(C, H, W)")
+    raise ValueError(_("cannot tell the image shape of inputs of shape {shape}; pass image_shape=(C, H, W)")
+                     .format(shape=X.shape))
 
 
 def as_images(X, image_shape=None):

@@ -103,7 +103,8 @@ def hyperparameter_sliders(cfg):
     """
     for section in ("model", "train"):
         if not isinstance(cfg.get(section), dict):
-            raise ValueError(f"hyperparameter_sliders: the config needs a [{section}] table, got keys {sorted(cfg)}")
+            raise ValueError(_("hyperparameter_sliders: the config needs a [{section}] table, got keys {keys}")
+                             .format(section=section, keys=sorted(cfg)))
     builder = cfg["model"].get("builder", "mlp")
     values = {k: cfg["model"][k] for k in MODEL_KEYS if k in cfg["model"]}
     values.update({k: cfg["train"][k] for k in TRAIN_KEYS if k in cfg["train"]})
@@ -129,8 +130,8 @@ def slider_values(sliders):
             try:
                 value = [int(s) for s in value.replace(",", "-").replace(" ", "").split("-") if s]
             except ValueError:
-                raise ValueError(f"hidden sizes: expected numbers separated by '-', e.g. 512-256, "
-                                 f"got {w.value!r}") from None
+                raise ValueError(_("hidden sizes: expected numbers separated by '-', e.g. 512-256, got {value}")
+                                 .format(value=repr(w.value))) from None
         section = "model" if key in MODEL_KEYS else "train"
         (model if section == "model" else train)[key] = check_value(section, key, value, where="slider")
     if train.get("nesterov") and (train.get("optimizer") != "sgd" or train.get("momentum") == 0):

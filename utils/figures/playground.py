@@ -198,7 +198,8 @@ class Playground:
         """The settings in canonical form, each checked before anything changes; else a ValueError naming it."""
         unknown = set(settings) - DEFAULTS.keys()
         if unknown:
-            raise ValueError(f"unknown playground setting(s) {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+            raise ValueError(_("unknown playground setting(s) {unknown}; known: {known}").format(
+                unknown=sorted(unknown), known=", ".join(DEFAULTS)))
         return {key: check_setting(key, value) for key, value in settings.items()}
 
     def _training_settings(self):
@@ -338,8 +339,15 @@ def check_setting(key, value):
         return check_int(f"Playground: {key}", value, *INTEGERS[key])
     within, expected = RANGES[key]
     if not is_number(value) or not within(value):
-        raise ValueError(f"Playground: {key} = {value!r}: expected {expected}")
+        raise ValueError(_("Playground: {key} = {value}: expected {expected}").format(
+            key=key, value=repr(value), expected=expected_range(expected)))
     return float(value)
+
+
+def expected_range(text):
+    """A range of RANGES ("a number in [0, 1]") in the reader's language."""
+    return {"a number in [0, 1]": _("a number in [0, 1]"), "a number in (0, 1)": _("a number in (0, 1)"),
+            "a number in [0, 1)": _("a number in [0, 1)")}.get(text, text)
 
 
 ACTIVATION_RANGES = {"Tanh": (-1.0, 1.0), "Sigmoid": (0.0, 1.0)}  # else (-0.5, 4): the ReLU family

@@ -113,11 +113,30 @@ def caption_font(text, size):
     family = chinese_font() if CJK.search(text) and language() != "en" else None
     if family is not None:
         path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
-        try:
-            return ImageFont.truetype(path, size), 1.0  # a .ttc collection's first face; CJK characters are 1 em
-        except OSError:
-            pass
+        faces = []
+        for index in range(16):  # a .ttc collection holds several faces (JP, KR, SC, ...): the one matplotlib uses
+            try:
+                faces.append(ImageFont.truetype(path, size, index=index))
+            except OSError:
+                break
+            if faces[-1].getname()[0] == family:
+                return faces[-1], 1.0  # CJK characters are 1 em wide
+        if faces:
+            return faces[0], 1.0
     return ImageFont.load_default(size=size), 0.55  # the default font's mean character width is about 0.55 em
+
+
+def wrap_to_width(text, font, width):
+    """text in lines no wider than width pixels in font, broken between characters (Chinese) but not inside
+    a run of Latin letters, digits and symbols such as P(class 1) or 28x28."""
+    lines, line = [], ""
+    for token in re.findall(r"[\w.()|=<>+\-/]+|.", text, flags=re.ASCII):
+        if line and font.getlength(line + token) > width:
+            lines.append(line.rstrip())
+            line = token.lstrip()
+        else:
+            line += token
+    return [*lines, line.rstrip()] if line.strip() else lines
 
 
 def captioned_png(png, caption, width=None, size=12):
@@ -125,8 +144,11 @@ def captioned_png(png, caption, width=None, size=12):
     image = Image.open(io.BytesIO(png)).convert("RGB")
     width = width or image.width
     font, em = caption_font(caption, size)
-    chars = max(10, int(width / (em * size)))
-    lines = [line for part in caption.split("\n") for line in textwrap.wrap(part, chars)]
+    if em == 1.0:  # Chinese: no spaces to break at, so lines are filled to the width the font measures
+        lines = [line for part in caption.split("\n") for line in wrap_to_width(part, font, width - 4)]
+    else:
+        chars = max(10, int(width / (em * size)))
+        lines = [line for part in caption.split("\n") for line in textwrap.wrap(part, chars)]
     top = (size + 3) * len(lines) + 6
     canvas = Image.new("RGB", (max(width, image.width), top + image.height), "white")
     draw = ImageDraw.Draw(canvas)
