@@ -230,6 +230,7 @@ def test_the_playground_widgets_and_lines_are_chinese_and_their_values_unchanged
     pg.set(hidden_layers=1)
     assert pg.runs[0][0].startswith("spirals 2-8-8-2")  # the stored label stays the code's English
     shown = playground_pictures.shown_run_label(pg.runs[0][0], printed=True)
+    assert pg.earlier_runs() == f"之前的训练：{[shown]}"
     assert shown.startswith("双螺旋 2-8-8-2") and "L2=0：lr=0.1（余弦调度）（2 轮） → lr=0.01（余弦调度）（1 轮）" in shown, shown
 
 
@@ -293,6 +294,13 @@ def test_in_english_the_widgets_and_lines_are_as_before(monkeypatch):
     assert pg.controls["dataset"].options == ("spirals", "circles", "xor", "gaussians", "fashion_mnist")
     assert pg.controls["lr_schedule"].options == ("constant", "step", "exponential", "cosine")
     assert pg.summary() == "spirals 2-8-8-2 tanh sgd m=0.9 lr=0.1 bs=16 L2=0: not trained yet"
+    pg.run(epochs=1)
+    pg.set(lr=0.01)
+    pg.run(epochs=1)
+    pg.set(hidden_layers=1)
+    printed = io.StringIO()
+    print("earlier runs:", [label for label, _ in pg.runs], file=printed)  # notebook 00's line
+    assert pg.earlier_runs() + "\n" == printed.getvalue()
     pg.run(epochs=1)
     h = pg.history[-1]
     assert pg.summary() == (f"epoch 1 (step {h['step']}): train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f}, "

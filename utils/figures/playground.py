@@ -319,6 +319,12 @@ class Playground:
         return f"Playground({self.label()}, epoch {self.epoch}" + (
             f", val_acc {last['val_acc']:.3f})" if last else ")")
 
+    def earlier_runs(self):
+        """The archived runs' labels in one printable line: "earlier runs: ['spirals 2-8-8-2 ...']"
+        (print(pg.earlier_runs()) prints what print("earlier runs:", [label for label, _ in pg.runs]) does)."""
+        return _("earlier runs: {labels}").format(labels=[shown_run_label(label, printed=True)
+                                                          for label, _history in self.runs])
+
     def summary(self):
         """The last epoch's numbers, rounded for a stable printout."""
         if not self.history:
