@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from utils.core.datasets import CLASS_NAMES, DATASETS
+from utils.plumbing.fonts import label, labels
+from utils.plumbing.language import _
 
 GREY_NOTE = "grey scale: black = 0, white = 255"  # uint8 images; other dtypes: each image from its min to max
 
@@ -36,7 +38,8 @@ def image_shape_of(X, image_shape=None):
     known = [spec["image_shape"] for spec in DATASETS.values() if math.prod(spec["image_shape"]) == X.shape[-1]]
     if X.ndim == 2 and known:
         return known[0]
-    raise ValueError(f"cannot tell the image shape of inputs of shape {X.shape}; pass image_shape=(C, H, W)")
+    raise ValueError(_("cannot tell the image shape of inputs of shape {shape}; pass image_shape=(C, H, W)")
+                     .format(shape=X.shape))
 
 
 def as_images(X, image_shape=None):
@@ -75,10 +78,11 @@ def plot_samples(X, y, per_class=8, rng=None, class_names=CLASS_NAMES, image_sha
     for k, row in enumerate(axes):
         for ax, i in zip(row, rng.choice(np.flatnonzero(y == k), per_class, replace=False)):
             show_image(ax, images[i])
-        row[0].set_ylabel(class_names[k], rotation=0, ha="right", va="center")
-    note = "" if images.ndim == 4 else f"\n({GREY_NOTE})" if images.dtype == np.uint8 else \
-        "\n(grey scale: black = each image's lowest value, white = its highest)"
-    fig.suptitle(f"{per_class} random training images per class{note}")
+        row[0].set_ylabel(label(class_names[k]), rotation=0, ha="right", va="center")
+    note = "" if images.ndim == 4 else label(GREY_NOTE) if images.dtype == np.uint8 else \
+        label("grey scale: black = each image's lowest value, white = its highest")
+    note = "\n" + label("({note})").format(note=note) if note else ""
+    fig.suptitle(label("{per_class} random training images per class").format(per_class=per_class) + note)
     return fig
 
 
@@ -88,11 +92,12 @@ def plot_class_balance(splits, class_names=CLASS_NAMES):
     width = 0.8 / len(splits)
     for j, (name, y) in enumerate(splits.items()):
         counts = np.bincount(y, minlength=len(class_names))
-        ax.bar(np.arange(len(class_names)) + (j - (len(splits) - 1) / 2) * width, counts, width, label=name)
-    ax.set_xticks(range(len(class_names)), class_names, rotation=30)
-    ax.set_ylabel("images")
-    ax.set_title("Images per class")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="split")  # beside the bars, never over one
+        ax.bar(np.arange(len(class_names)) + (j - (len(splits) - 1) / 2) * width, counts, width,
+               label=label(name))
+    ax.set_xticks(range(len(class_names)), labels(class_names), rotation=30)
+    ax.set_ylabel(label("images"))
+    ax.set_title(label("Images per class"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=label("split"))  # beside the bars, never over one
     return fig
 
 
@@ -112,14 +117,16 @@ def plot_pixel_histograms(raw, standardized, max_images=10000, rng=0):
     """
     rng = np.random.default_rng(rng)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
-    for ax, X, title, xlabel in ((axes[0], raw, "Raw pixels", "intensity (0..255)"),
-                                 (axes[1], standardized, "Standardised pixels", "(x / 255 - mean) / std")):
+    for ax, X, title, xlabel in ((axes[0], raw, label("Raw pixels"), label("intensity (0..255)")),
+                                 (axes[1], standardized, label("Standardised pixels"),
+                                  label("(x / 255 - mean) / std"))):
         shown = _sample(X, max_images, rng)
         ax.hist(np.asarray(shown, dtype=np.float32).ravel(), bins=64, log=True)
-        which = f"{len(X):,} images" if len(shown) == len(X) else f"a random {len(shown):,} of {len(X):,} images"
-        ax.set_title(f"{title} ({which})")
+        which = label("{n} images").format(n=f"{len(X):,}") if len(shown) == len(X) else \
+            label("a random {shown} of {n} images").format(shown=f"{len(shown):,}", n=f"{len(X):,}")
+        ax.set_title(label("{title} ({which})").format(title=title, which=which))
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("pixels (log scale)")
+        ax.set_ylabel(label("pixels (log scale)"))
     return fig
 
 
@@ -141,9 +148,9 @@ def plot_class_means(X, y, class_names=CLASS_NAMES, image_shape=None):
             im = ax.imshow(means[k], cmap="magma", vmin=means.min(), vmax=means.max())
         else:  # one scale for all classes, so the colours compare
             ax.imshow((means[k] - means.min()) / max(float(means.max() - means.min()), 1e-8))
-        ax.set_title(class_names[k])
+        ax.set_title(label(class_names[k]))
     if means.ndim == 3:
-        fig.colorbar(im, ax=axes, shrink=0.8, label="mean pixel value")
-    fig.suptitle("Mean image per class" + (" (dark: low pixel values, bright: high, as in the samples)"
-                                            if means.ndim == 3 else ""))
+        fig.colorbar(im, ax=axes, shrink=0.8, label=label("mean pixel value"))
+    note = label("dark: low pixel values, bright: high, as in the samples")
+    fig.suptitle(label("Mean image per class") + (label(" ({note})").format(note=note) if means.ndim == 3 else ""))
     return fig

@@ -11,6 +11,7 @@ import seaborn as sns
 
 from utils.core.datasets import CLASS_NAMES
 from utils.figures.data import as_images, show_image
+from utils.plumbing.fonts import label, labels
 
 
 def confusion_counts(y_true, y_pred, num_classes):
@@ -44,11 +45,12 @@ def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES):
     counts = confusion_counts(y_true, y_pred, len(class_names))
     share = counts / counts.sum(axis=1, keepdims=True)
     fig, ax = plt.subplots(figsize=(9, 7.5))
-    sns.heatmap(share, annot=counts, fmt="d", cmap="Blues", xticklabels=class_names, yticklabels=class_names,
-                cbar_kws={"label": "share of the true class"}, ax=ax)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title("Confusion matrix on the test set (numbers: image counts)")
+    names = labels(class_names)
+    sns.heatmap(share, annot=counts, fmt="d", cmap="Blues", xticklabels=names, yticklabels=names,
+                cbar_kws={"label": label("share of the true class")}, ax=ax)
+    ax.set_xlabel(label("predicted class"))
+    ax.set_ylabel(label("true class"))
+    ax.set_title(label("Confusion matrix on the test set (numbers: image counts)"))
     return fig
 
 
@@ -60,10 +62,13 @@ def plot_class_errors(results, class_names=CLASS_NAMES, split="test"):
     for j, (name, (y_true, y_pred)) in enumerate(results.items()):
         table = per_class_table(y_true, y_pred, class_names, sort=False)
         ax.bar(np.arange(len(class_names)) + (j - (len(results) - 1) / 2) * width, 100 * (1 - table["recall"]),
-               width, label=f"{name} ({100 * table['errors'].sum() / len(y_true):.1f}% overall)")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
-    ax.set_ylabel("% of the class misclassified")
-    ax.set_title(f"{split.capitalize()} errors per true class")
+               width, label=label("{name} ({percent:.1f}% overall)").format(
+                   name=name, percent=100 * table["errors"].sum() / len(y_true)))
+    ax.set_xticks(range(len(class_names)), labels(class_names), rotation=30, ha="right")
+    ax.set_ylabel(label("% of the class misclassified"))
+    title = {"test": label("Test errors per true class"), "validation": label("Validation errors per true class"),
+             "train": label("Train errors per true class"), "training": label("Training errors per true class")}
+    ax.set_title(title.get(split, f"{split.capitalize()} errors per true class"))
     ax.legend()
     return fig
 
@@ -86,7 +91,8 @@ def plot_predictions(X, y_true, proba, class_names=CLASS_NAMES, cols=4, image_sh
             continue
         pred = int(proba[j].argmax())
         show_image(ax_img, images[j])
-        ax_img.set_title(f"true: {class_names[y_true[j]]}\npred: {class_names[pred]} ({proba[j, pred]:.2f})",
+        ax_img.set_title(label("true: {true}\npred: {pred} ({p:.2f})").format(
+                         true=label(class_names[y_true[j]]), pred=label(class_names[pred]), p=proba[j, pred]),
                          fontsize=8, color="black" if pred == y_true[j] else "red")
         colors = ["tab:gray"] * len(class_names)
         if pred != y_true[j]:
@@ -95,8 +101,8 @@ def plot_predictions(X, y_true, proba, class_names=CLASS_NAMES, cols=4, image_sh
         ax_bar.barh(range(len(class_names)), proba[j], color=colors)
         ax_bar.set_xlim(0, 1)
         ax_bar.invert_yaxis()
-        ax_bar.set_yticks(range(len(class_names)), class_names, fontsize=6)
+        ax_bar.set_yticks(range(len(class_names)), labels(class_names), fontsize=6)
         ax_bar.tick_params(axis="x", labelsize=6)
-        ax_bar.set_xlabel("probability", fontsize=7)
+        ax_bar.set_xlabel(label("probability"), fontsize=7)
     fig.tight_layout()
     return fig

@@ -10,6 +10,7 @@ from module import Dropout
 from utils.core.datasets import CLASS_NAMES
 from utils.core.models import ACTIVATIONS, evaluating, linear_layers
 from utils.figures.data import as_images, grid_shape, image_shape_of, show_image
+from utils.plumbing.fonts import label, labels
 
 ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
 # Inputs are standardised with one mean and std over all training pixels, so a weight's sign says what
@@ -44,22 +45,24 @@ def plot_weight_heatmaps(model, class_names=None):
         # Large matrices have more cells than the panel has pixels: averaged (antialiased), not sampled.
         im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
                        interpolation="antialiased" if min(W.shape) > 100 else "nearest")
-        ax.set_title(f"layer {i}: W {W.shape[0]}x{W.shape[1]}")
-        ax.set_ylabel("input unit")
+        ax.set_title(label("layer {i}: W {rows}x{cols}").format(i=i, rows=W.shape[0], cols=W.shape[1]))
+        ax.set_ylabel(label("input unit"))
         if class_names is not None and i == layers[-1][0] and W.shape[1] == len(class_names):
-            ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=7)
-            ax.set_xlabel("output unit (class)")
+            ax.set_xticks(range(len(class_names)), labels(class_names), rotation=90, fontsize=7)
+            ax.set_xlabel(label("output unit (class)"))
         else:
-            ax.set_xlabel("output unit")
-        fig.colorbar(im, ax=ax, shrink=0.8, extend="both", label="weight")
+            ax.set_xlabel(label("output unit"))
+        fig.colorbar(im, ax=ax, shrink=0.8, extend="both", label=label("weight"))
     for ax, (i, layer) in zip(np.atleast_1d(axes), layers):
         rows, cols = layer.params["W"].shape
         height, width = _pixels(fig, ax)
-        squeezed = [f"{n} {what} on {px} px" for n, what, px in ((rows, "rows", height), (cols, "columns", width))
+        squeezed = [what.format(n=n, px=px) for n, what, px in
+                    ((rows, label("{n} rows on {px} px"), height), (cols, label("{n} columns on {px} px"), width))
                     if n > px]
         if squeezed:  # more cells than pixels: neighbours are averaged, single rows cannot be told apart
-            ax.set_title(f"layer {i}: W {rows}x{cols}\ndownsampled: {', '.join(squeezed)}", fontsize=8)
-    fig.suptitle("Weights of every Linear layer")
+            ax.set_title(label("layer {i}: W {rows}x{cols}\ndownsampled: {squeezed}").format(
+                i=i, rows=rows, cols=cols, squeezed=label(", ").join(squeezed)), fontsize=8)
+    fig.suptitle(label("Weights of every Linear layer"))
     return fig
 
 
@@ -88,15 +91,17 @@ def plot_first_layer_templates(model, n=32, cols=8, image_shape=None):
                 im = ax.imshow(templates[j], cmap="RdBu_r", vmin=-limit, vmax=limit)
             else:
                 ax.imshow(np.clip(0.5 + 0.5 * templates[j] / limit, 0, 1))
-            ax.set_title(f"unit {j}", fontsize=8)
+            ax.set_title(label("unit {j}").format(j=j), fontsize=8)
     if C != 3:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="weight (one scale for all units)")
-        channels = f", {C} channels side by side" if C > 1 else ""
-        fig.suptitle(f"First-layer weights as {H}x{Wd} templates (units 0-{n - 1}{channels})\n{TEMPLATE_NOTE}")
+        fig.colorbar(im, ax=axes, shrink=0.6, label=label("weight (one scale for all units)"))
+        channels = label(", {C} channels side by side").format(C=C) if C > 1 else ""
+        fig.suptitle(label("First-layer weights as {H}x{W} templates (units 0-{last}{channels})").format(
+            H=H, W=Wd, last=n - 1, channels=channels) + "\n" + label(TEMPLATE_NOTE))
     else:
-        fig.suptitle(f"First-layer weights as {H}x{Wd} RGB templates (units 0-{n - 1}, one scale for all units)\n"
-                     "grey: weight 0; a colour: the unit's output rises where the pixel has more of that colour "
-                     "than the training pixels' mean")
+        fig.suptitle(label("First-layer weights as {H}x{W} RGB templates (units 0-{last}, one scale for all units)")
+                     .format(H=H, W=Wd, last=n - 1) + "\n" +
+                     label("grey: weight 0; a colour: the unit's output rises where the pixel has more of that colour "
+                           "than the training pixels' mean"))
     return fig
 
 
@@ -113,21 +118,22 @@ def plot_weight_histograms(model, bins=100, class_names=None):
         for row, key in enumerate(("W", "b")):
             values = layer.params[key].ravel()
             ax = axes[row, col]
-            ax.set_title(f"layer {i}: {key}  (mean {values.mean():+.3f}, std {values.std():.3f})", fontsize=9)
+            ax.set_title(label("layer {i}: {key}  (mean {mean:+.3f}, std {std:.3f})").format(
+                i=i, key=key, mean=values.mean(), std=values.std()), fontsize=9)
             if key == "b" and values.size <= MAX_BARS:
                 ax.bar(range(values.size), values, color="tab:orange")
                 ax.axhline(0, color="0.5", lw=0.8)
-                ax.set_ylabel("bias value")
+                ax.set_ylabel(label("bias value"))
                 if class_names is not None and i == layers[-1][0] and values.size == len(class_names):
-                    ax.set_xticks(range(values.size), class_names, rotation=90, fontsize=7)
-                    ax.set_xlabel("output unit (class)")
+                    ax.set_xticks(range(values.size), labels(class_names), rotation=90, fontsize=7)
+                    ax.set_xlabel(label("output unit (class)"))
                 else:
-                    ax.set_xlabel("unit")
+                    ax.set_xlabel(label("unit"))
                 continue
             ax.hist(values, bins=bins if key == "W" else 30, color="tab:blue" if key == "W" else "tab:orange")
-            ax.set_xlabel("value")
-            ax.set_ylabel("count")
-    fig.suptitle("Weights (histograms) and biases of every Linear layer")
+            ax.set_xlabel(label("value"))
+            ax.set_ylabel(label("count"))
+    fig.suptitle(label("Weights (histograms) and biases of every Linear layer"))
     return fig
 
 
@@ -160,8 +166,8 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES, image_shape=None
     for r, row_outs in enumerate(outs):
         show_image(axes[r, 0], images[r])
         pred = int(row_outs[-1].argmax())
-        axes[r, 0].set_title((f"true: {class_names[y[r]]}\n" if y is not None else "") + f"pred: {class_names[pred]}",
-                             fontsize=8)
+        axes[r, 0].set_title((label("true: {true}").format(true=label(class_names[y[r]])) + "\n" if y is not None
+                              else "") + label("pred: {pred}").format(pred=label(class_names[pred])), fontsize=8)
         for c, out in enumerate(row_outs, start=1):
             limit, sign = limits[c - 1], signed[c - 1]
             ax = axes[r, c]
@@ -172,12 +178,12 @@ def plot_activations(model, X, y=None, class_names=CLASS_NAMES, image_shape=None
                            cmap="RdBu_r" if sign else "viridis", vmin=-limit if sign else 0, vmax=limit,
                            aspect="auto" if out.size < 20 else "equal")
             if per_class:
-                ax.set_yticks(range(len(class_names)), class_names, fontsize=6)
+                ax.set_yticks(range(len(class_names)), labels(class_names), fontsize=6)
             fig.colorbar(im, ax=ax, shrink=0.7)
             if r == 0:
                 ax.set_title(names[c - 1], fontsize=8)
-    fig.suptitle("Activations of every layer, each reshaped to 2-D (the last layer's outputs, the logits, as one "
-                 "column with a row per class);\none colour scale per layer, shared by the images")
+    fig.suptitle(label("Activations of every layer, each reshaped to 2-D (the last layer's outputs, the logits, as "
+                       "one column with a row per class);\none colour scale per layer, shared by the images"))
     return fig
 
 
@@ -215,15 +221,16 @@ def plot_filters(W, suptitle=None):
     rescaled to [0, 1]), the colour pattern it responds to most.
     """
     F, C, k, _ = W.shape
-    suptitle = suptitle or f"{F} filters of {C} x {k} x {k} weights"
+    suptitle = suptitle or label("{F} filters of {C} x {k} x {k} weights").format(F=F, C=C, k=k)
     if C != 3:
-        return plot_image_grid(W.reshape(F * C, k, k), [f"filter {f}" + (f", ch {c}" if C > 1 else "")
+        return plot_image_grid(W.reshape(F * C, k, k), [label("filter {f}").format(f=f) +
+                                                       (label(", ch {c}").format(c=c) if C > 1 else "")
                                                        for f in range(F) for c in range(C)],
                                cols=C if C > 1 else min(F, 8), suptitle=suptitle)
     fig, axes = plt.subplots(1, F, figsize=(1.3 * F, 1.6), squeeze=False, layout="constrained")
     for f, (ax, image) in enumerate(zip(axes[0], as_images(W))):
         show_image(ax, image, interpolation="nearest")
-        ax.set_title(f"filter {f}", fontsize=8)
+        ax.set_title(label("filter {f}").format(f=f), fontsize=8)
         ax.axis("off")
     fig.suptitle(suptitle)
     return fig
@@ -231,19 +238,22 @@ def plot_filters(W, suptitle=None):
 
 def activation_stage(model, layer):
     """Where model.layers[layer]'s output sits relative to the activation: "before ReLU (layer 1)",
-    "after ReLU", "after ReLU and MaxPool2D", or "no activation" (a bare convolution)."""
+    "after ReLU", "after ReLU and MaxPool2D", or "no activation" (a bare convolution); in the
+    reader's language (label), since it is a figure's text."""
     layers = model.layers
     here = layers[layer]
     if isinstance(here, ACTIVATION_TYPES):
-        return f"after {type(here).__name__}"
+        return label("after {layer}").format(layer=type(here).__name__)
     if layer + 1 < len(layers) and isinstance(layers[layer + 1], ACTIVATION_TYPES):
-        return f"before {type(layers[layer + 1]).__name__} (layer {layer + 1}): negative values included"
+        return label("before {layer} (layer {index}): negative values included").format(
+            layer=type(layers[layer + 1]).__name__, index=layer + 1)
     for j in range(layer - 1, -1, -1):  # back through pooling and the like, to the last activation
         if isinstance(layers[j], ACTIVATION_TYPES):
-            return f"after {type(layers[j]).__name__} and {type(here).__name__}"
+            return label("after {first} and {second}").format(first=type(layers[j]).__name__,
+                                                              second=type(here).__name__)
         if "W" in getattr(layers[j], "params", {}):
             break
-    return "no activation"
+    return label("no activation")
 
 
 def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps=16):
@@ -261,19 +271,20 @@ def plot_feature_maps(model, X, layer, y=None, class_names=CLASS_NAMES, max_maps
                              layout="constrained")
     for r, image in enumerate(as_images(X)):
         show_image(axes[r, 0], image)
-        title = [class_names[y[r]]] if y is not None else []
+        title = [label(class_names[y[r]])] if y is not None else []
         if logits.ndim == 2:  # a classifier, not just a stack of conv layers
-            title.append(f"pred: {class_names[int(logits[r].argmax())]}")
+            title.append(label("pred: {pred}").format(pred=label(class_names[int(logits[r].argmax())])))
         axes[r, 0].set_title("\n".join(title), fontsize=7)
         limit = max(float(np.abs(maps[r]).max()), 1e-8)
         for f in range(F):
             im = axes[r, f + 1].imshow(maps[r, f], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
             axes[r, f + 1].set_xticks([]), axes[r, f + 1].set_yticks([])
             if r == 0:
-                axes[r, f + 1].set_title(f"map {f}", fontsize=7)
+                axes[r, f + 1].set_title(label("map {f}").format(f=f), fontsize=7)
         bar = fig.colorbar(im, ax=axes[r, 1:], shrink=0.9, aspect=10, pad=0.01)
         bar.ax.tick_params(labelsize=6)
-    name = f"{layer}: {type(model.layers[layer]).__name__}"
-    fig.suptitle(f"Feature maps of layer {name}, {activation_stage(model, layer)}; {F} of shape "
-                 f"{maps.shape[2]}x{maps.shape[3]}, one colour scale per image (row)")
+    fig.suptitle(label("Feature maps of layer {index}: {kind}, {stage}; {F} of shape {h}x{w}, one colour scale per "
+                       "image (row)").format(index=layer, kind=type(model.layers[layer]).__name__,
+                                             stage=activation_stage(model, layer), F=F, h=maps.shape[2],
+                                             w=maps.shape[3]))
     return fig

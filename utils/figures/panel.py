@@ -20,6 +20,7 @@ from utils.core.experiment import build_model
 from utils.core.train import train
 from utils.figures.training import plot_history
 from utils.plumbing.config import MODEL_KEYS, SCHEMA, check_value
+from utils.plumbing.language import _
 
 STYLE = {"description_width": "120px"}
 LAYOUT = {"width": "380px"}
@@ -30,11 +31,20 @@ POSITIONS = {
     "l2_lambda": [0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
     "decay_steps": [500, 1000, 2000, 5000, 10000],
 }
-LABELS = {"lr": "learning rate", "num_epochs": "epochs", "batch_size": "batch size", "l2_lambda": "L2 lambda",
-          "optimizer": "optimiser", "momentum": "momentum (SGD)", "nesterov": "Nesterov (SGD)",
-          "lr_schedule": "lr schedule", "decay_factor": "decay factor", "decay_steps": "decay steps",
-          "patience": "patience (0 off)", "hidden_sizes": "hidden sizes", "activation": "activation",
-          "dropout": "dropout"}
+
+
+def slider_labels():
+    """{key: the slider's description}, in the reader's language (read when a panel is built)."""
+    return {"lr": _("learning rate"), "num_epochs": _("epochs"), "batch_size": _("batch size"),
+            "l2_lambda": _("L2 lambda"), "optimizer": _("optimiser"), "momentum": _("momentum (SGD)"),
+            "nesterov": _("Nesterov (SGD)"), "lr_schedule": _("lr schedule"), "decay_factor": _("decay factor"),
+            "decay_steps": _("decay steps"), "patience": _("patience (0 off)"), "hidden_sizes": _("hidden sizes"),
+            "activation": _("activation"), "dropout": _("dropout")}
+
+
+def option_labels():
+    """{value: what a drop-down shows for it} for the options that are words; identifiers (sgd, relu) show as is."""
+    return {"constant": _("constant"), "step": _("step"), "exponential": _("exponential"), "cosine": _("cosine")}
 
 
 def _positions(key, current):
@@ -42,7 +52,7 @@ def _positions(key, current):
 
 
 def _slider(key, value):
-    common = {"description": LABELS[key], "style": STYLE, "layout": widgets.Layout(**LAYOUT)}
+    common = {"description": slider_labels()[key], "style": STYLE, "layout": widgets.Layout(**LAYOUT)}
     if key in POSITIONS:
         return widgets.SelectionSlider(options=_positions(key, value), value=value, continuous_update=False, **common)
     if key == "num_epochs":
@@ -56,9 +66,12 @@ def _slider(key, value):
                                    continuous_update=False, **common)
     if key in ("optimizer", "lr_schedule", "activation"):
         section = "model" if key == "activation" else "train"
-        return widgets.Dropdown(options=list(SCHEMA[section][key].options), value=value, **common)
+        shown = option_labels()
+        pairs = [(shown.get(v, v), v) for v in SCHEMA[section][key].options]  # (what it shows, the value)
+        options = pairs if any(k != v for k, v in pairs) else list(SCHEMA[section][key].options)
+        return widgets.Dropdown(options=options, value=value, **common)
     if key == "nesterov":
-        return widgets.Checkbox(value=value, description=LABELS[key], indent=False)
+        return widgets.Checkbox(value=value, description=slider_labels()[key], indent=False)
     if key == "hidden_sizes":
         return widgets.Text(value="-".join(map(str, value)), continuous_update=False, **common)
     raise ValueError(f"no slider for {key!r}")
@@ -90,7 +103,8 @@ def hyperparameter_sliders(cfg):
     """
     for section in ("model", "train"):
         if not isinstance(cfg.get(section), dict):
-            raise ValueError(f"hyperparameter_sliders: the config needs a [{section}] table, got keys {sorted(cfg)}")
+            raise ValueError(_("hyperparameter_sliders: the config needs a [{section}] table, got keys {keys}")
+                             .format(section=section, keys=sorted(cfg)))
     builder = cfg["model"].get("builder", "mlp")
     values = {k: cfg["model"][k] for k in MODEL_KEYS if k in cfg["model"]}
     values.update({k: cfg["train"][k] for k in TRAIN_KEYS if k in cfg["train"]})
@@ -116,8 +130,8 @@ def slider_values(sliders):
             try:
                 value = [int(s) for s in value.replace(",", "-").replace(" ", "").split("-") if s]
             except ValueError:
-                raise ValueError(f"hidden sizes: expected numbers separated by '-', e.g. 512-256, "
-                                 f"got {w.value!r}") from None
+                raise ValueError(_("hidden sizes: expected numbers separated by '-', e.g. 512-256, got {value}")
+                                 .format(value=repr(w.value))) from None
         section = "model" if key in MODEL_KEYS else "train"
         (model if section == "model" else train)[key] = check_value(section, key, value, where="slider")
     if train.get("nesterov") and (train.get("optimizer") != "sgd" or train.get("momentum") == 0):
@@ -142,9 +156,9 @@ class TrainingPanel:
     def __init__(self, cfg, data, quick_size=5000, checkpoint_path=None):
         self.cfg, self.data, self.quick_size, self.checkpoint_path = cfg, data, int(quick_size), checkpoint_path
         self.sliders = hyperparameter_sliders(cfg)
-        self.quick = widgets.Checkbox(value=False, description=f"quick: {self.quick_size:,} training images",
-                                      indent=False)
-        self.button = widgets.Button(description="Train", icon="play", button_style="primary")
+        self.quick = widgets.Checkbox(value=False, description=_("quick: {n:,} training images").format(
+            n=self.quick_size), indent=False)
+        self.button = widgets.Button(description=_("Train"), icon="play", button_style="primary")
         self.button.on_click(lambda _: self._on_click())
         self.status = widgets.HTML()
         self.curves = widgets.Image(format="png")
@@ -166,7 +180,7 @@ class TrainingPanel:
             model, train = slider_values(self.sliders)
             used = {k: v for k, v in {**model, **train}.items()
                     if k not in inactive_keys({**model, **train}, self.cfg["model"].get("builder", "mlp"))}
-            text = "next run: " + ", ".join(f"{k}={v}" for k, v in used.items())
+            text = _("next run: {settings}").format(settings=", ".join(f"{k}={v}" for k, v in used.items()))
         except ValueError as e:
             text = f"<b style='color:#b00'>{e}</b>"
         self.status.value = f"<span class='tp-status-text'>{text}{extra}</span>"
@@ -175,7 +189,7 @@ class TrainingPanel:
         try:
             self.train(quick=self.quick.value)
         except (ValueError, FloatingPointError) as e:  # a widget callback has nowhere else to report
-            self._describe(f"<br><b style='color:#b00'>training stopped: {e}</b>")
+            self._describe("<br><b style='color:#b00'>" + _("training stopped: {error}").format(error=e) + "</b>")
 
     def _build_model(self, model_settings):
         cfg = {**self.cfg, "model": {**self.cfg["model"], **model_settings}}
@@ -198,8 +212,8 @@ class TrainingPanel:
             plot_history(history, axes, train_settings["num_epochs"])
             self.curves.value = _png(fig)
             last = history.iloc[-1]
-            self._describe(f"<br>epoch {int(last.epoch)}/{train_settings['num_epochs']}: "
-                           f"validation accuracy {last.val_acc:.4f}")
+            self._describe("<br>" + _("epoch {epoch}/{epochs}: validation accuracy {acc:.4f}").format(
+                epoch=int(last.epoch), epochs=train_settings["num_epochs"], acc=last.val_acc))
 
         self.button.disabled = True
         try:
@@ -210,8 +224,8 @@ class TrainingPanel:
             self.button.disabled = False
         self.settings = {**model_settings, **train_settings, "quick": bool(quick), "train_size": len(y_train)}
         best = self.history.loc[self.history.val_acc.idxmax()]
-        self._describe(f"<br>done: best epoch {int(best.epoch)}, validation accuracy {best.val_acc:.4f} "
-                       f"({len(y_train):,} training images)")
+        self._describe("<br>" + _("done: best epoch {epoch}, validation accuracy {acc:.4f} ({n} training images)")
+                       .format(epoch=int(best.epoch), acc=best.val_acc, n=f"{len(y_train):,}"))
         return self.history
 
     def _ipython_display_(self):

@@ -21,11 +21,14 @@ from module import Dropout, Linear, SoftmaxCrossEntropy
 from utils.core.models import mlp
 from utils.core.optim import OPTIMIZERS, lr_schedule
 from utils.core.train import TrainingDiverged, evaluate, train_step
+from utils.figures.playground_pictures import shown_run_label
 from utils.figures.playground_view import PlaygroundView
 from utils.figures.toy_data import DATASETS, make_dataset
 from utils.plumbing import paths
 from utils.plumbing.config import check_value
 from utils.plumbing.files import atomic_write
+from utils.plumbing.fonts import label as figure_label
+from utils.plumbing.language import _
 from utils.plumbing.validate import check_choice, check_int, is_number
 
 DEFAULTS = {
@@ -93,7 +96,8 @@ class Playground:
             with np.errstate(over="ignore", invalid="ignore"):
                 loss, logits = train_step(self.model, self.loss_fn, X, y, self.optimizer, self.settings["l2_lambda"])
         except TrainingDiverged as e:
-            self.message = f"diverged at step {self.steps} ({e}): lower the learning rate, then press Reset"
+            self.message = _("diverged at step {step} ({error}): lower the learning rate, then press Reset").format(
+                step=self.steps, error=e)
             self.running = False
             return False
         self.steps += 1
@@ -194,7 +198,8 @@ class Playground:
         """The settings in canonical form, each checked before anything changes; else a ValueError naming it."""
         unknown = set(settings) - DEFAULTS.keys()
         if unknown:
-            raise ValueError(f"unknown playground setting(s) {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+            raise ValueError(_("unknown playground setting(s) {unknown}; known: {known}").format(
+                unknown=sorted(unknown), known=", ".join(DEFAULTS)))
         return {key: check_setting(key, value) for key, value in settings.items()}
 
     def _training_settings(self):
@@ -314,13 +319,19 @@ class Playground:
         return f"Playground({self.label()}, epoch {self.epoch}" + (
             f", val_acc {last['val_acc']:.3f})" if last else ")")
 
+    def earlier_runs(self):
+        """The archived runs' labels in one printable line: "earlier runs: ['spirals 2-8-8-2 ...']"
+        (print(pg.earlier_runs()) prints what print("earlier runs:", [label for label, _ in pg.runs]) does)."""
+        return _("earlier runs: {labels}").format(labels=[shown_run_label(label, printed=True)
+                                                          for label, _history in self.runs])
+
     def summary(self):
         """The last epoch's numbers, rounded for a stable printout."""
         if not self.history:
-            return f"{self.label()}: not trained yet"
+            return _("{label}: not trained yet").format(label=shown_run_label(self.label(), printed=True))
         h = self.history[-1]
-        return (f"epoch {h['epoch']} (step {h['step']}): train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f}, "
-                f"validation loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}")
+        return _("epoch {epoch} (step {step}): train loss {train_loss:.3f} acc {train_acc:.3f}, "
+                 "validation loss {val_loss:.3f} acc {val_acc:.3f}").format(**h)
 
 
 def check_setting(key, value):
@@ -334,8 +345,15 @@ def check_setting(key, value):
         return check_int(f"Playground: {key}", value, *INTEGERS[key])
     within, expected = RANGES[key]
     if not is_number(value) or not within(value):
-        raise ValueError(f"Playground: {key} = {value!r}: expected {expected}")
+        raise ValueError(_("Playground: {key} = {value}: expected {expected}").format(
+            key=key, value=repr(value), expected=expected_range(expected)))
     return float(value)
+
+
+def expected_range(text):
+    """A range of RANGES ("a number in [0, 1]") in the reader's language."""
+    return {"a number in [0, 1]": _("a number in [0, 1]"), "a number in (0, 1)": _("a number in (0, 1)"),
+            "a number in [0, 1)": _("a number in [0, 1)")}.get(text, text)
 
 
 ACTIVATION_RANGES = {"Tanh": (-1.0, 1.0), "Sigmoid": (0.0, 1.0)}  # else (-0.5, 4): the ReLU family
@@ -353,7 +371,7 @@ def layer_histograms(model, bins=30):
         if isinstance(layer, Linear):
             g = np.log10(np.abs(layer.grads["W"]).ravel() + 1e-12)
             counts, edges = np.histogram(g, bins=bins, range=(-8, 0))
-            grads.append((f"layer {i} dW", edges, counts / max(g.size, 1)))
+            grads.append((figure_label("layer {i} dW").format(i=i), edges, counts / max(g.size, 1)))
         elif not isinstance(layer, Dropout) and layer.out is not None:
             # Fixed ranges (values beyond go to the end bins), so the axes need not move.
             lo, hi = ACTIVATION_RANGES.get(type(layer).__name__, (-0.5, 4.0))
@@ -361,5 +379,6 @@ def layer_histograms(model, bins=30):
                 clipped = (lo, hi)
             out = np.clip(layer.out.ravel(), lo, hi)
             counts, edges = np.histogram(out, bins=bins, range=(lo, hi))
-            acts.append((f"layer {i} {type(layer).__name__}", edges, counts / max(out.size, 1)))
+            acts.append((figure_label("layer {i} {kind}").format(i=i, kind=type(layer).__name__), edges,
+                         counts / max(out.size, 1)))
     return {"activations": acts, "gradients": grads, "clipped": clipped}

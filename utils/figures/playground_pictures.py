@@ -7,16 +7,19 @@ figure whose lines are updated in place (set_data), rendered by Agg at most 4 ti
 What a colour means is said in the PNG itself (captioned), so a saved copy explains itself.
 """
 import io
+import re
 import textwrap
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from module import Linear
+from utils.plumbing.fonts import chinese_font, label
+from utils.plumbing.language import _, language
 
 
 def _lut(name, lighten=0.0):
@@ -77,7 +80,7 @@ def templates_caption(model, image_shape=(28, 28), max_units=32):
     """TEMPLATES_CAPTION filled in for the templates templates_png draws of this model."""
     W = next(layer for layer in model.layers if isinstance(layer, Linear)).params["W"]
     h, w = image_shape
-    return TEMPLATES_CAPTION.format(k=min(W.shape[1], max_units), h=h, w=w)
+    return label(TEMPLATES_CAPTION).format(k=min(W.shape[1], max_units), h=h, w=w)
 
 
 def templates_png(model, image_shape=(28, 28), max_units=32, cols=8, scale=2):
@@ -101,13 +104,51 @@ def templates_png(model, image_shape=(28, 28), max_units=32, cols=8, scale=2):
     return _png(canvas.repeat(scale, axis=0).repeat(scale, axis=1))
 
 
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+def caption_font(text, size):
+    """(PIL font, mean character width in em) for text: PIL's default font, or for Chinese text the CJK font
+    matplotlib uses (PIL's default has no Chinese glyphs), if one is installed."""
+    family = chinese_font() if CJK.search(text) and language() != "en" else None
+    if family is not None:
+        path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+        faces = []
+        for index in range(16):  # a .ttc collection holds several faces (JP, KR, SC, ...): the one matplotlib uses
+            try:
+                faces.append(ImageFont.truetype(path, size, index=index))
+            except OSError:
+                break
+            if faces[-1].getname()[0] == family:
+                return faces[-1], 1.0  # CJK characters are 1 em wide
+        if faces:
+            return faces[0], 1.0
+    return ImageFont.load_default(size=size), 0.55  # the default font's mean character width is about 0.55 em
+
+
+def wrap_to_width(text, font, width):
+    """text in lines no wider than width pixels in font, broken between characters (Chinese) but not inside
+    a run of Latin letters, digits and symbols such as P(class 1) or 28x28."""
+    lines, line = [], ""
+    for token in re.findall(r"[\w.()|=<>+\-/]+|.", text, flags=re.ASCII):
+        if line and font.getlength(line + token) > width:
+            lines.append(line.rstrip())
+            line = token.lstrip()
+        else:
+            line += token
+    return [*lines, line.rstrip()] if line.strip() else lines
+
+
 def captioned_png(png, caption, width=None, size=12):
     """The PNG bytes png with caption written above it (wrapped to width pixels, default the image's): PNG bytes."""
     image = Image.open(io.BytesIO(png)).convert("RGB")
     width = width or image.width
-    font = ImageFont.load_default(size=size)
-    chars = max(10, int(width / (0.55 * size)))  # the default font's mean character width is about 0.55 em
-    lines = [line for part in caption.split("\n") for line in textwrap.wrap(part, chars)]
+    font, em = caption_font(caption, size)
+    if em == 1.0:  # Chinese: no spaces to break at, so lines are filled to the width the font measures
+        lines = [line for part in caption.split("\n") for line in wrap_to_width(part, font, width - 4)]
+    else:
+        chars = max(10, int(width / (em * size)))
+        lines = [line for part in caption.split("\n") for line in textwrap.wrap(part, chars)]
     top = (size + 3) * len(lines) + 6
     canvas = Image.new("RGB", (max(width, image.width), top + image.height), "white")
     draw = ImageDraw.Draw(canvas)
@@ -122,9 +163,28 @@ def captioned_png(png, caption, width=None, size=12):
 NICE = [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 20, 50, 100, 1e3, 1e4, 1e6, 1e9]
 
 
-def _wrap(label):
+def _wrap(text):
     """A run's label for a legend: each change of setting (" → ") on a line of its own."""
-    return label.replace(" → ", "\n    → ")
+    return text.replace(" → ", "\n    → ")
+
+
+def shown_run_label(text, printed=False):
+    """A Playground.label() (English, as code compares and stores it) in the reader's language: the data
+    set's name, "(25 ep)", "(next)", "(step decay)" and "no dropout"; the settings (lr=0.1) stay as they
+    are. For a legend (as label(): English where the figure cannot draw Chinese), or printed=True for a line
+    of text."""
+    if language() == "en" or (not printed and chinese_font() is None):
+        return text
+    names = {"spirals": _("spirals"), "circles": _("circles"), "xor": _("xor"), "gaussians": _("gaussians"),
+             "fashion_mnist": _("fashion_mnist"), "(step decay)": _("(step decay)"),
+             "(exponential decay)": _("(exponential decay)"), "(cosine decay)": _("(cosine decay)"),
+             "no dropout": _("no dropout"), "(next)": _("(next)")}
+    head, space, rest = text.partition(" ")
+    text = (names.get(head, head) + space + rest).replace(": ", "：", 1)  # the settings' colon, full-width
+    # The space before an English bracket goes: the Chinese brackets are full-width.
+    text = re.sub(r" ?\((\d+) ep\)", lambda m: _("({n} ep)").format(n=m.group(1)), text)
+    return re.sub(r" ?(\((?:step|exponential|cosine) decay\)|\(next\))|no dropout",
+                  lambda m: names[m.group(1) or m.group(0)], text)
 
 
 def _nice_above(x):
@@ -146,18 +206,19 @@ class StatsFigure:
         self.fig.subplots_adjust(left=0.08, right=0.98, top=0.94, bottom=0.1, hspace=0.45, wspace=0.25)
         self.ax_loss, self.ax_acc, self.ax_act, self.ax_grad = axes.ravel()
         # The playground's loss is the cross-entropy of the batches; the L2 term is not in it.
-        for ax, title, ylabel in zip(axes.ravel(), ("cross-entropy, no L2 term (solid: training, dashed: validation)",
-                                                    "accuracy (solid: training, dashed: validation)",
-                                                    "hidden activations (validation set)", "log10 |dW| (last step)"),
-                                     ("loss", "accuracy", "share of unit outputs", "share of weights")):
+        titles = (label("cross-entropy, no L2 term (solid: training, dashed: validation)"),
+                  label("accuracy (solid: training, dashed: validation)"),
+                  label("hidden activations (validation set)"), label("log10 |dW| (last step)"))
+        ylabels = (label("loss"), label("accuracy"), label("share of unit outputs"), label("share of weights"))
+        for ax, title, ylabel in zip(axes.ravel(), titles, ylabels):
             ax.set_title(title, fontsize=9)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.tick_params(labelsize=8)
             ax.xaxis.set_major_locator(MaxNLocator(5))
             ax.yaxis.set_major_locator(MaxNLocator(4))
-        self.ax_loss.set_xlabel("epoch", fontsize=8)
-        self.ax_acc.set_xlabel("epoch", fontsize=8)
-        self.ax_act.set_xlabel("activation value", fontsize=8)
+        self.ax_loss.set_xlabel(label("epoch"), fontsize=8)
+        self.ax_acc.set_xlabel(label("epoch"), fontsize=8)
+        self.ax_act.set_xlabel(label("activation value"), fontsize=8)
         self.ax_grad.set_xlabel("log10 |dW|", fontsize=8)
         self.ax_acc.set_ylim(0, 1)  # always 0 to 1: two playgrounds' figures compare at a glance
         self.ax_grad.set_xlim(-8, 0)
@@ -166,7 +227,7 @@ class StatsFigure:
                                           ("train_acc", self.ax_acc, "-"), ("val_acc", self.ax_acc, "--"))}
         self._key, self._background, self._run_lines, self._hist_lines = None, None, [], {}
 
-    def _draw_runs(self, runs, label):
+    def _draw_runs(self, runs, run):
         for line in self._run_lines:
             line.remove()
         self._run_lines = []
@@ -176,8 +237,8 @@ class StatsFigure:
             for k, ax, ls in (("train_loss", self.ax_loss, "-"), ("val_loss", self.ax_loss, "--"),
                               ("train_acc", self.ax_acc, "-"), ("val_acc", self.ax_acc, "--")):
                 self._run_lines += ax.plot(epochs, [h[k] for h in history], color=colour, lw=1, ls=ls, alpha=0.7,
-                                           label=_wrap(run_label) if k == "train_loss" else None)
-        self.current["train_loss"].set_label(_wrap(f"now: {label}"))
+                                           label=_wrap(shown_run_label(run_label)) if k == "train_loss" else None)
+        self.current["train_loss"].set_label(_wrap(label("now: {label}").format(label=shown_run_label(run))))
         self.ax_loss.legend(fontsize=7, loc="upper right")
 
     def _histogram_lines(self, ax, names):
@@ -198,12 +259,12 @@ class StatsFigure:
     def _mark_clipped(self, clipped):
         """Say on the activation axis that its end bins hold every value beyond the range (clipped)."""
         if clipped is None:
-            self.ax_act.set_xlabel("activation value", fontsize=8)
+            self.ax_act.set_xlabel(label("activation value"), fontsize=8)
             self.ax_act.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             return
         lo, hi = clipped
-        self.ax_act.set_xlabel(f"activation value (end bins: all values <= {lo:g} and >= {hi:g}, clipped)",
-                               fontsize=8)
+        self.ax_act.set_xlabel(label("activation value (end bins: all values <= {lo:g} and >= {hi:g}, clipped)")
+                               .format(lo=lo, hi=hi), fontsize=8)
         self.ax_act.xaxis.set_major_formatter(FuncFormatter(
             lambda v, _: f"≥ {v:g}" if np.isclose(v, hi) else f"≤ {v:g}" if np.isclose(v, lo) else f"{v:g}"))
 
@@ -231,7 +292,7 @@ class StatsFigure:
         for ax, key in ((self.ax_act, "activations"), (self.ax_grad, "gradients")):
             entries = pg.histograms.get(key, [])
             lines = self._histogram_lines(ax, tuple(name for name, _, _ in entries))
-            for line, (_, edges, shares) in zip(lines, entries):
+            for line, (_name, edges, shares) in zip(lines, entries):
                 line.set_data((edges[:-1] + edges[1:]) / 2, shares)
             hist_lines += lines
         limits = self._limits(pg, pg.runs)

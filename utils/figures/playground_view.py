@@ -16,6 +16,8 @@ from utils.figures.playground_pictures import (
     templates_png,
 )
 from utils.figures.toy_data import DATASETS
+from utils.plumbing.fonts import label
+from utils.plumbing.language import _
 
 ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid"]
 SLIDER_CHOICES = {
@@ -26,32 +28,54 @@ SLIDER_CHOICES = {
     "beta2": [0.9, 0.99, 0.999, 0.9999],
     "decay_steps": [100, 200, 500, 1000, 2000, 5000, 10000],
 }
-# key: (widget class, description, options)
+# key: (widget class, options); the descriptions, in the reader's language, come from descriptions()
 CONTROLS = {
-    "dataset": (widgets.Dropdown, "data set", {"options": list(DATASETS)}),
-    "noise": (widgets.FloatSlider, "noise", {"min": 0, "max": 0.5, "step": 0.05}),
-    "val_share": (widgets.FloatSlider, "validation share", {"min": 0.1, "max": 0.9, "step": 0.1}),
-    "seed": (widgets.IntSlider, "seed", {"min": 0, "max": 20}),
-    "hidden_layers": (widgets.IntSlider, "hidden layers", {"min": 0, "max": 4}),
-    "units": (widgets.SelectionSlider, "units per layer", {}),
-    "activation": (widgets.Dropdown, "activation", {"options": ACTIVATION_NAMES}),
-    "dropout": (widgets.FloatSlider, "dropout", {"min": 0, "max": 0.8, "step": 0.05}),
-    "optimizer": (widgets.Dropdown, "optimiser", {"options": ["sgd", "adam"]}),
-    "lr": (widgets.SelectionSlider, "learning rate", {}),
-    "batch_size": (widgets.SelectionSlider, "batch size", {}),
-    "l2_lambda": (widgets.SelectionSlider, "L2 lambda", {}),
-    "momentum": (widgets.FloatSlider, "momentum (SGD)", {"min": 0, "max": 0.99, "step": 0.01}),
-    "nesterov": (widgets.Checkbox, "Nesterov (SGD)", {"indent": False}),
-    "beta1": (widgets.FloatSlider, "beta1 (Adam)", {"min": 0, "max": 0.99, "step": 0.01}),
-    "beta2": (widgets.SelectionSlider, "beta2 (Adam)", {}),
-    "lr_schedule": (widgets.Dropdown, "lr schedule", {"options": ["constant", "step", "exponential", "cosine"]}),
-    "decay_factor": (widgets.FloatSlider, "decay factor", {"min": 0.05, "max": 1, "step": 0.05}),
-    "decay_steps": (widgets.SelectionSlider, "decay steps", {}),
+    "dataset": (widgets.Dropdown, {"options": list(DATASETS)}),
+    "noise": (widgets.FloatSlider, {"min": 0, "max": 0.5, "step": 0.05}),
+    "val_share": (widgets.FloatSlider, {"min": 0.1, "max": 0.9, "step": 0.1}),
+    "seed": (widgets.IntSlider, {"min": 0, "max": 20}),
+    "hidden_layers": (widgets.IntSlider, {"min": 0, "max": 4}),
+    "units": (widgets.SelectionSlider, {}),
+    "activation": (widgets.Dropdown, {"options": ACTIVATION_NAMES}),
+    "dropout": (widgets.FloatSlider, {"min": 0, "max": 0.8, "step": 0.05}),
+    "optimizer": (widgets.Dropdown, {"options": ["sgd", "adam"]}),
+    "lr": (widgets.SelectionSlider, {}),
+    "batch_size": (widgets.SelectionSlider, {}),
+    "l2_lambda": (widgets.SelectionSlider, {}),
+    "momentum": (widgets.FloatSlider, {"min": 0, "max": 0.99, "step": 0.01}),
+    "nesterov": (widgets.Checkbox, {"indent": False}),
+    "beta1": (widgets.FloatSlider, {"min": 0, "max": 0.99, "step": 0.01}),
+    "beta2": (widgets.SelectionSlider, {}),
+    "lr_schedule": (widgets.Dropdown, {"options": ["constant", "step", "exponential", "cosine"]}),
+    "decay_factor": (widgets.FloatSlider, {"min": 0.05, "max": 1, "step": 0.05}),
+    "decay_steps": (widgets.SelectionSlider, {}),
 }
 GROUPS = {"Data": ["dataset", "noise", "val_share", "seed"],
           "Network": ["hidden_layers", "units", "activation", "dropout"],
           "Training": ["optimizer", "lr", "batch_size", "l2_lambda", "momentum", "nesterov", "beta1", "beta2",
                        "lr_schedule", "decay_factor", "decay_steps"]}
+BUTTONS = (("Play", "play"), ("Pause", "pause"), ("Step", "step-forward"), ("Reset", "undo"),
+           ("Clear runs", "eraser"))  # (name, icon); pg.view.buttons is keyed by these English names
+
+
+def descriptions():
+    """{key: the control's description}, in the reader's language (read when a view is built)."""
+    return {"dataset": _("data set"), "noise": _("noise"), "val_share": _("validation share"), "seed": _("seed"),
+            "hidden_layers": _("hidden layers"), "units": _("units per layer"), "activation": _("activation"),
+            "dropout": _("dropout"), "optimizer": _("optimiser"), "lr": _("learning rate"),
+            "batch_size": _("batch size"), "l2_lambda": _("L2 lambda"), "momentum": _("momentum (SGD)"),
+            "nesterov": _("Nesterov (SGD)"), "beta1": _("beta1 (Adam)"), "beta2": _("beta2 (Adam)"),
+            "lr_schedule": _("lr schedule"), "decay_factor": _("decay factor"), "decay_steps": _("decay steps")}
+
+
+def shown_names():
+    """What the panel titles, the buttons and the drop-downs show for an English name or a value that is a
+    word (a data set, a learning-rate schedule); identifiers (sgd, relu) are shown as they are."""
+    return {"Data": _("Data"), "Network": _("Network"), "Training": _("Training"),
+            "Play": _("Play"), "Pause": _("Pause"), "Step": _("Step"), "Reset": _("Reset"),
+            "Clear runs": _("Clear runs"), "spirals": _("spirals"), "circles": _("circles"), "xor": _("xor"),
+            "gaussians": _("gaussians"), "fashion_mnist": _("fashion_mnist"),
+            "constant": _("constant"), "step": _("step"), "exponential": _("exponential"), "cosine": _("cosine")}
 
 
 def choices(values, current):
@@ -82,9 +106,14 @@ class PlaygroundView:
     def __init__(self, pg):
         self.pg, self._syncing = pg, False
         self.controls = {}
-        for key, (kind, description, options) in CONTROLS.items():
+        described, shown = descriptions(), shown_names()
+        for key, (kind, options) in CONTROLS.items():
+            description = described[key]
             if key in SLIDER_CHOICES:
                 options = {"options": choices(SLIDER_CHOICES[key], pg.settings[key])}
+            elif kind is widgets.Dropdown:  # (what it shows, the value code uses): only the shown text is translated
+                pairs = [(shown.get(v, v), v) for v in options["options"]]
+                options = {"options": pairs if any(k != v for k, v in pairs) else options["options"]}
             if kind is widgets.Checkbox:
                 w = kind(value=pg.settings[key], description=description, **options)
             else:  # sliders send their value when released, not at every pixel of a drag
@@ -93,11 +122,10 @@ class PlaygroundView:
                          layout=widgets.Layout(width="370px"), **extra, **options)
             w.observe(self._on_change, "value")
             self.controls[key] = w
-        self.buttons = {name: widgets.Button(description=name, icon=icon, layout=widgets.Layout(width="80px"))
-                        for name, icon in (("Play", "play"), ("Pause", "pause"), ("Step", "step-forward"),
-                                           ("Reset", "undo"), ("Clear runs", "eraser"))}
+        self.buttons = {name: widgets.Button(description=shown[name], icon=icon, layout=widgets.Layout(width="80px"))
+                        for name, icon in BUTTONS}
         self.buttons["Clear runs"].layout.width = "110px"
-        self.buttons["Step"].tooltip = "train one epoch"
+        self.buttons["Step"].tooltip = _("train one epoch")
         for name, action in (("Play", pg.play), ("Pause", pg.pause), ("Step", lambda: pg.run(epochs=1)),
                              ("Reset", pg.reset), ("Clear runs", pg.clear_runs)):
             self.buttons[name].on_click(lambda _, action=action: action())
@@ -106,7 +134,7 @@ class PlaygroundView:
         self.picture = widgets.Image(format="png", layout=widgets.Layout(width="240px", min_width="240px"))
         self.stats = widgets.Image(format="png", layout=widgets.Layout(min_width="620px"))
         self.stats_figure, self._boundary, self._boundary_data = StatsFigure(), None, None
-        panels = [widgets.VBox([widgets.HTML(f"<b>{title}</b>"), *(self.controls[k] for k in keys)])
+        panels = [widgets.VBox([widgets.HTML(f"<b>{shown[title]}</b>"), *(self.controls[k] for k in keys)])
                   for title, keys in GROUPS.items()]
         self.widget = widgets.HBox([
             widgets.VBox(panels, layout=widgets.Layout(width="380px", min_width="380px")),
@@ -163,12 +191,14 @@ class PlaygroundView:
         pg, last = self.pg, (self.pg.history[-1] if self.pg.history else None)
         lr = f"lr {pg.settings['lr']:g}"
         if pg.settings["lr_schedule"] != "constant":
-            lr += f" (now {pg.optimizer.lr:.3g})"
-        parts = [f"epoch {pg.epoch}", f"step {pg.steps}", lr,
-                 f"batch size {pg.settings['batch_size']}"]
+            lr += _(" (now {lr:.3g})").format(lr=pg.optimizer.lr)
+        parts = [_("epoch {n}").format(n=pg.epoch), _("step {n}").format(n=pg.steps), lr,
+                 _("batch size {n}").format(n=pg.settings["batch_size"])]
         if last:
-            parts += [f"training loss {last['train_loss']:.3f}, accuracy {last['train_acc']:.3f}",
-                      f"validation loss {last['val_loss']:.3f}, accuracy {last['val_acc']:.3f}"]
+            parts += [_("training loss {loss:.3f}, accuracy {acc:.3f}").format(loss=last["train_loss"],
+                                                                              acc=last["train_acc"]),
+                      _("validation loss {loss:.3f}, accuracy {acc:.3f}").format(loss=last["val_loss"],
+                                                                                acc=last["val_acc"])]
         text = " · ".join(parts) + ("" if not pg.message else f"<br><b style='color:#b00'>{pg.message}</b>")
         self.status.value = f"<span class='pg-status-text'>{text}</span>"
 
@@ -180,7 +210,7 @@ class PlaygroundView:
         else:
             if self._boundary_data is not pg.data:
                 self._boundary, self._boundary_data = BoundaryImage(pg.data), pg.data
-            self.caption_text = BOUNDARY_CAPTION
+            self.caption_text = label(BOUNDARY_CAPTION)
             png = self._boundary.render(pg.model)
         self.caption.value = html.escape(self.caption_text)
         return png

@@ -8,6 +8,7 @@ import numpy as np
 
 from utils.core.datasets import CLASS_NAMES
 from utils.core.prepared import load_prepared, prepare_fashion_mnist, prepared_path
+from utils.plumbing.language import _
 from utils.plumbing.validate import check_rng
 
 TOY_SETS = ("spirals", "circles", "xor", "gaussians")
@@ -59,13 +60,14 @@ def make_toy(name, n=400, noise=0.1, val_share=0.5, rng=0):
     Returns dict X_train (n_train, 2), y_train (n_train,), X_val, y_val, image_shape None.
     """
     if name not in MAKERS:
-        raise ValueError(f"unknown toy data set {name!r}; choose one of {', '.join(TOY_SETS)}")
+        raise ValueError(_("unknown toy data set {name}; choose one of {names}").format(name=repr(name),
+                                                                                      names=", ".join(TOY_SETS)))
     if not 0 <= noise <= 1:
-        raise ValueError(f"noise must be in [0, 1], got {noise}")
+        raise ValueError(_("noise must be in [0, 1], got {noise}").format(noise=noise))
     if not 0 < val_share < 1:
-        raise ValueError(f"val_share must be in (0, 1), got {val_share}")
+        raise ValueError(_("val_share must be in (0, 1), got {val_share}").format(val_share=val_share))
     if n < 4:
-        raise ValueError(f"n must be at least 4 points, got {n}")
+        raise ValueError(_("n must be at least 4 points, got {n}").format(n=n))
     rng = check_rng("rng", rng)
     X, y = MAKERS[name](n, noise, rng)
     order = rng.permutation(n)
@@ -85,8 +87,8 @@ def fashion_subset(n_train=5000, n_val=1000, rng=0):
     data = load_prepared(path) if path.is_file() else prepare_fashion_mnist()
     rng = check_rng("rng", rng)
     if not (1 <= n_train <= len(data["y_train"]) and 1 <= n_val <= len(data["y_val"])):
-        raise ValueError(f"n_train and n_val must be in [1, {len(data['y_train'])}] and [1, {len(data['y_val'])}], "
-                         f"got {n_train} and {n_val}")
+        raise ValueError(_("n_train and n_val must be in [1, {train}] and [1, {val}], got {n_train} and {n_val}")
+                         .format(train=len(data["y_train"]), val=len(data["y_val"]), n_train=n_train, n_val=n_val))
     tr = np.sort(rng.permutation(len(data["y_train"]))[:n_train])
     val = np.sort(rng.permutation(len(data["y_val"]))[:n_val])
     return {"X_train": data["X_train"][tr].reshape(n_train, -1), "y_train": data["y_train"][tr],
@@ -99,5 +101,6 @@ def make_dataset(name, noise=0.1, val_share=0.5, n=400, rng=0):
     if name == "fashion_mnist":
         return fashion_subset(rng=rng)
     if name not in MAKERS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(_("unknown data set {name}; choose one of {names}").format(name=repr(name),
+                                                                                  names=", ".join(DATASETS)))
     return make_toy(name, n, noise, val_share, rng)

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from utils.plumbing import paths
 from utils.plumbing.files import atomic_write
+from utils.plumbing.fonts import label
 
 
 def save_figure(fig, name, folder=None, dpi=100):
@@ -58,24 +59,27 @@ def plot_history(history, axes=None, num_epochs=None):
     for ax, metric in ((axes[0], "loss"), (axes[1], "acc")):
         ax.clear()
         ax.plot(epochs, history[f"train_{metric}"], "o-", ms=3, color="C0",
-                label=DATA_LOSS_LABEL if metric == "loss" else "training")
+                label=label(DATA_LOSS_LABEL) if metric == "loss" else label("training"))
         ax.plot(epochs, history[f"val_{metric}"], "o-", ms=3, color="C1",
-                label="validation (cross-entropy)" if metric == "loss" else "validation")
-        ax.set_xlabel("epoch")
+                label=label("validation (cross-entropy)") if metric == "loss" else label("validation"))
+        ax.set_xlabel(label("epoch"))
         integer_epochs(ax, num_epochs or epochs.max())
         ax.grid(alpha=0.3)
     with_l2 = "train_total_loss" in history and bool((history["train_total_loss"] != history["train_loss"]).any())
     if with_l2:
-        axes[0].plot(epochs, history["train_total_loss"], "x--", ms=4, color="C0", lw=1, label=TOTAL_LOSS_LABEL)
-    axes[0].axvline(best_epoch, color="gray", ls=":", label=f"best epoch (validation accuracy): {best_epoch}")
+        axes[0].plot(epochs, history["train_total_loss"], "x--", ms=4, color="C0", lw=1, label=label(TOTAL_LOSS_LABEL))
+    axes[0].axvline(best_epoch, color="gray", ls=":",
+                    label=label("best epoch (validation accuracy): {epoch}").format(epoch=best_epoch))
     axes[1].axvline(best_epoch, color="gray", ls=":",
-                    label=f"best: epoch {best_epoch}, {history['val_acc'][best]:.4f}")
-    axes[0].set_ylabel("loss")
-    axes[1].set_ylabel("accuracy")
+                    label=label("best: epoch {epoch}, {acc:.4f}").format(epoch=best_epoch,
+                                                                         acc=history["val_acc"][best]))
+    axes[0].set_ylabel(label("loss"))
+    axes[1].set_ylabel(label("accuracy"))
     axes[0].legend(fontsize=8)
     axes[1].legend(loc="lower right", fontsize=8)
-    axes[0].set_title("Loss: cross-entropy" + (" (dashed: + the L2 term)" if with_l2 else ", without the L2 term"))
-    axes[1].set_title("Accuracy (training: running mean over the epoch)")
+    axes[0].set_title(label("Loss: cross-entropy") + (label(" (dashed: + the L2 term)") if with_l2
+                                                      else label(", without the L2 term")))
+    axes[1].set_title(label("Accuracy (training: running mean over the epoch)"))
     return fig
 
 
@@ -109,11 +113,11 @@ def plot_weight_evolution(monitor, bins=61):
         epochs, edges, counts = monitor.weight_histograms(i, bins)
         im = ax.pcolormesh(edges, np.append(epochs, epochs[-1] + 1) - 0.5, counts,
                            norm=LogNorm(vmin=1e-5, vmax=counts.max()), cmap="viridis")
-        ax.set_xlabel("weight value")
-        ax.set_ylabel("epoch")
-        ax.set_title(f"layer {i}: W")
-    fig.colorbar(im, ax=axes, label="share of weights")
-    fig.suptitle("Weight distribution per epoch (epoch 0 = initialisation)")
+        ax.set_xlabel(label("weight value"))
+        ax.set_ylabel(label("epoch"))
+        ax.set_title(label("layer {i}: W").format(i=i))
+    fig.colorbar(im, ax=axes, label=label("share of weights"))
+    fig.suptitle(label("Weight distribution per epoch (epoch 0 = initialisation)"))
     return fig
 
 
@@ -124,26 +128,28 @@ def plot_training_signals(monitor):
     """
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
     for i, group in monitor.ratios.groupby("layer"):
-        axes[0].semilogy(group["epoch"], group["ratio"], "o-", ms=3, label=f"layer {i}")
-    axes[0].set_title(r"Update-to-weight ratio $\|W_e - W_{e-1}\| / \|W_{e-1}\|$")
-    axes[0].set_ylabel("ratio per epoch (log scale)")
+        axes[0].semilogy(group["epoch"], group["ratio"], "o-", ms=3, label=label("layer {i}").format(i=i))
+    axes[0].set_title(label("Update-to-weight ratio") + r" $\|W_e - W_{e-1}\| / \|W_{e-1}\|$")
+    axes[0].set_ylabel(label("ratio per epoch (log scale)"))
     stats = monitor.activations
     probe = getattr(monitor, "X_probe", None)
-    on = f"the {len(probe):,}-image probe" if probe is not None else "the probe images"
+    on = label("the {n}-image probe").format(n=f"{len(probe):,}") if probe is not None else label("the probe images")
     for ax, column, title, floor in (
-            (axes[1], "dead", f"Dead units: flat on every image of {on}\n(dead on this probe; a unit can revive)", 1.0),
-            (axes[2], "saturated", f"Flat activations (saturated or zero) on {on}", 5.0)):
+            (axes[1], "dead", label("Dead units: flat on every image of {on}\n(dead on this probe; a unit can revive)")
+             .format(on=on), 1.0),
+            (axes[2], "saturated", label("Flat activations (saturated or zero) on {on}").format(on=on), 5.0)):
         for i, group in stats.groupby("layer"):
-            ax.plot(group["epoch"], 100 * group[column], "o-", ms=3, label=f"layer {i} ({group['kind'].iloc[0]})")
+            ax.plot(group["epoch"], 100 * group[column], "o-", ms=3,
+                    label=label("layer {i} ({kind})").format(i=i, kind=group["kind"].iloc[0]))
         ax.set_title(title, fontsize=10)
-        ax.set_ylabel("% of units dead" if column == "dead" else "% of activations flat")
+        ax.set_ylabel(label("% of units dead") if column == "dead" else label("% of activations flat"))
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=100))
         # Scaled to the data, with a floor: a line of 0.4 % must not sit on the axis of a 0-5 % scale,
         # nor should 0.1 % fill the panel (the floor; the tick labels say how small it is).
         top = 1.1 * 100 * float(stats[column].max()) if len(stats) else 0.0
         ax.set_ylim(0, max(floor, top))
     for ax in axes:
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(label("epoch"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend()

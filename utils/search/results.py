@@ -15,6 +15,7 @@ from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 
 from utils.plumbing.files import atomic_write, save_json
+from utils.plumbing.fonts import label
 from utils.search.engine import HOLDING, decode, encode
 
 RESULTS_CSV, BEST_JSON = "hyperparameter_search_results.csv", "best_hyperparameters.json"
@@ -185,25 +186,27 @@ def plot_search_heatmaps(results, value="val_acc"):
                 ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="0.85", hatch="///", edgecolor="0.6",
                                            lw=0))
                 ep = epochs.iat[r, c]
-                text = "pruned at\nepoch " + (f"{int(ep)}" if not np.isnan(ep) else "?")
+                text = label("pruned at\nepoch {epoch}").format(epoch=f"{int(ep)}" if not np.isnan(ep) else "?")
             else:
                 ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="#f4d6d6", lw=0))
-                text = kind
+                text = {"diverged": label("diverged"), "failed": label("failed")}.get(kind, kind)
             ax.text(c, r, text, ha="center", va="center", fontsize=7, color="black")
         ax.set_xticks(range(len(sizes)), sizes)
         ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
         ax.set_title(f"l2_lambda = {l2:g}")
-        ax.set_xlabel("hidden sizes")
-        ax.set_ylabel("learning rate" if i == 0 else "")
+        ax.set_xlabel(label("hidden sizes"))
+        ax.set_ylabel(label("learning rate") if i == 0 else "")
     fig.colorbar(image, ax=axes[0], shrink=0.9,
-                 label=f"validation accuracy ({value}) of complete trials;\ncolours span only {vmin:.3f} to {vmax:.3f}")
-    handles = [Patch(facecolor="0.85", hatch="///", edgecolor="0.6", label="pruned: not scored on this scale")]
+                 label=label("validation accuracy ({value}) of complete trials;\ncolours span only {vmin:.3f} to "
+                             "{vmax:.3f}").format(value=value, vmin=vmin, vmax=vmax))
+    handles = [Patch(facecolor="0.85", hatch="///", edgecolor="0.6", label=label("pruned: not scored on this scale"))]
     diverged = bool((df.state.isin(["diverged", "failed"])).any())
     if diverged:
-        handles.append(Patch(facecolor="#f4d6d6", label="diverged or failed"))
+        handles.append(Patch(facecolor="#f4d6d6", label=label("diverged or failed")))
     axes[0, -1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1, -0.18), fontsize=7, frameon=False)
-    fig.suptitle("Validation accuracy per grid point (the number in each cell; hatched: pruned"
-                 + ("; red: diverged or failed)" if diverged else ")"))
+    fig.suptitle(label("Validation accuracy per grid point (the number in each cell; hatched: pruned; red: diverged "
+                       "or failed)") if diverged else
+                 label("Validation accuracy per grid point (the number in each cell; hatched: pruned)"))
     return fig
 
 
@@ -226,13 +229,13 @@ def plot_search_curves(study_or_results, top=5):
                 ls="--" if row["state"] == "pruned" else "-")
     for _, row in best.iterrows():
         curve = json.loads(row["val_acc_curve"])
-        label = ", ".join(f"{n}={row[n]:g}" if isinstance(row[n], float) else f"{n}={row[n]}" for n in names)
-        ax.plot(range(1, len(curve) + 1), curve, "o-", ms=3, zorder=2, label=f"{label}: {row['val_acc']:.4f}")
+        text = ", ".join(f"{n}={row[n]:g}" if isinstance(row[n], float) else f"{n}={row[n]}" for n in names)
+        ax.plot(range(1, len(curve) + 1), curve, "o-", ms=3, zorder=2, label=f"{text}: {row['val_acc']:.4f}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"Learning curves of the {len(best)} best complete trials "
-                 f"(grey: the other {len(results) - len(best)}, dashed: pruned)")
+    ax.set_xlabel(label("epoch"))
+    ax.set_ylabel(label("validation accuracy"))
+    ax.set_title(label("Learning curves of the {n} best complete trials (grey: the other {others}, dashed: pruned)")
+                 .format(n=len(best), others=len(results) - len(best)))
     ax.grid(alpha=0.3)
     if len(best):
         ax.legend(fontsize=8, loc="lower right")
