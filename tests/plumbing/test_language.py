@@ -84,3 +84,16 @@ def test_say_fills_a_template_after_translating_it(clean_env, capsys):
     say(TEMPLATE, best_epoch=7, num_epochs=10, accuracy="90.1%")
     assert capsys.readouterr().out.splitlines() == ["The best epoch is 7 of 10: validation accuracy 90.1%.",
                                                     "最佳一轮是第 7 轮（共 10 轮）：验证准确率 90.1%。"]
+
+
+def test_no_english_message_has_two_different_translations_across_the_catalogs():
+    # The catalogs of LC_MESSAGES are read together, first file first: a second, different translation of
+    # the same English would be silently ignored in one part of the code and used in another.
+    seen = {}
+    for path in language.catalog_paths("zh"):
+        for e in po.read(path):
+            if e.msgid and e.msgstr and not e.fuzzy and not e.obsolete and e.context is None:
+                seen.setdefault(e.msgid, {}).setdefault(e.msgstr, []).append(path.name)
+    clashes = {english: chinese for english, chinese in seen.items() if len(chinese) > 1}
+    assert not clashes, "one English, two translations (make them agree):\n" + "\n".join(
+        f"  {english!r}: {chinese}" for english, chinese in clashes.items())
