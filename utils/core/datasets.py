@@ -20,6 +20,7 @@ import numpy as np
 from utils.plumbing import cli, paths
 from utils.plumbing.errors import DataFileError
 from utils.plumbing.files import Gunzip, atomic_write, read_regular, read_tar_gz
+from utils.plumbing.language import _
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -120,7 +121,7 @@ def read_idx(source, expected_sha256=None, ndim=None, name=None, max_bytes=MAX_I
 
 def _fetch(url, dest, hint):
     """The bytes at url (to be checked, then written to dest), or an OSError that says what to do instead."""
-    print(f"downloading {url} -> {dest}", file=sys.stderr)
+    print(_("downloading {url} -> {dest}").format(url=url, dest=dest), file=sys.stderr)
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             return response.read()
@@ -381,6 +382,7 @@ def main(argv=None):
         (X_train, y_train), (X_test, y_test) = load_fashion_mnist(args.data_dir)
     except (OSError, ValueError) as e:
         parser.exit(1, f"error: {e}\n")  # the message says it all; a traceback would bury it
-    print(f"checksums OK; train {X_train.shape} {X_train.dtype}, labels {y_train.shape}; "
-          f"test {X_test.shape} {X_test.dtype}, labels {y_test.shape}")
+    print(_("checksums OK; train {X_train} {X_train_dtype}, labels {y_train}; test {X_test} {X_test_dtype}, "
+            "labels {y_test}").format(X_train=X_train.shape, X_train_dtype=X_train.dtype, y_train=y_train.shape,
+                                      X_test=X_test.shape, X_test_dtype=X_test.dtype, y_test=y_test.shape))
 

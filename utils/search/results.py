@@ -14,11 +14,14 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 
+from utils.plumbing import language
 from utils.plumbing.files import atomic_write, save_json
 from utils.plumbing.fonts import label
 from utils.search.engine import HOLDING, decode, encode
 
 RESULTS_CSV, BEST_JSON = "hyperparameter_search_results.csv", "best_hyperparameters.json"
+# How shown() writes the numbers of a results table: the rest as pandas does.
+FORMATS = {"lr": "{:g}", "l2_lambda": "{:g}", "val_acc": "{:.4f}", "val_loss": "{:.4f}", "seconds": "{:.1f}"}
 _STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
                 TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
 
@@ -107,10 +110,24 @@ def save_results(table, settings, folder, study_name=None, warn=True):
     best = best_config(table, settings, study_name)
     if best is None:
         if warn:
-            warnings.warn(f"no trial completed, so {json_path} was not written")
+            warnings.warn(language._("no trial completed, so {path} was not written").format(path=json_path))
         return csv_path, None
     save_json(best, json_path)
     return csv_path, json_path
+
+
+def header(column):
+    """A column of a results table as a table shows it: a word (trial, epochs, seconds) in the reader's
+    language, an identifier (lr, hidden_sizes, l2_lambda, val_acc, best_epoch...) as it is."""
+    words = {"trial": language._("trial"), "epochs": language._("epochs"), "seconds": language._("seconds"),
+             "state": language._("state"), "note": language._("note")}
+    return words.get(column, column)
+
+
+def shown(table, columns):
+    """table[columns] as a notebook shows it: numbers rounded (FORMATS), headers by header(), no index."""
+    return (table[columns].style.format({k: f for k, f in FORMATS.items() if k in columns})
+            .format_index(header, axis="columns").hide(axis="index"))
 
 
 def pruning_savings(table, num_epochs):

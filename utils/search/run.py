@@ -33,6 +33,7 @@ from utils.core.train import hyperparameters
 from utils.plumbing import cli, config
 from utils.plumbing.config import MODEL_KEYS
 from utils.plumbing.errors import ConfigError, SearchError
+from utils.plumbing.language import _
 from utils.search.engine import grid_points, open_study
 from utils.search.results import BEST_JSON, RESULTS_CSV, pruning_savings, results_table, save_results
 from utils.search.storage import describe, make_folder, masked, open_storage, sqlite_path, storage_error_in, storage_url
@@ -198,7 +199,7 @@ def _run(url, study_name, settings, given, out_dir, workers, blas_threads, overw
     make_folder(out_dir, "output folder")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar and table report instead
     names = [k for k, v in given.items() if v is not None]
-    study, settings, _ = open_study(url, study_name, settings, names if existed and not overwrite else [])
+    study, settings = open_study(url, study_name, settings, names if existed and not overwrite else [])[:2]
     bar = _Progress(study, settings, out_dir, progress)
     try:
         if workers == 1:
@@ -249,7 +250,8 @@ class _Progress:
     def __init__(self, study, settings, out_dir, enabled):
         self.study, self.settings, self.out_dir, self.done = study, settings, out_dir, None
         total = settings["n_trials"] or math.prod(len(v) for v in settings["space"].values())
-        self.bar = tqdm(total=total, desc=f"search {study.study_name}", unit="trial", disable=not enabled)
+        self.bar = tqdm(total=total, desc=_("search {name}").format(name=study.study_name), unit="trial",
+                        disable=not enabled)
         self.update()
 
     def update(self):
@@ -309,8 +311,9 @@ def _main(argv, p):
     print(table.drop(columns="val_acc_curve").head(10).round(4).to_string(index=False))
     saving = pruning_savings(table, s["num_epochs"])
     if saving["pruned"]:
-        print(f"pruning: {saving['pruned']} of {saving['trials']} trials stopped early; {saving['seconds']:.0f} s "
-              f"of training instead of about {saving['seconds_without_pruning']:.0f} s "
-              f"({saving['saved_fraction']:.0%} saved)")
-    print(f"results: {out / RESULTS_CSV}")
+        print(_("pruning: {pruned} of {trials} trials stopped early; {seconds:.0f} s of training instead of about "
+                "{without:.0f} s ({saved:.0%} saved)").format(
+            pruned=saving["pruned"], trials=saving["trials"], seconds=saving["seconds"],
+            without=saving["seconds_without_pruning"], saved=saving["saved_fraction"]))
+    print(_("results: {path}").format(path=out / RESULTS_CSV))
 

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from utils.core.models import mlp
 from utils.core.train import TrainingDiverged, train
 from utils.plumbing.errors import SearchError
+from utils.plumbing.language import _
 from utils.search.engine import (
     HOLDING,
     N_REFERENCE,
@@ -238,10 +239,11 @@ def child_main(url, study_name, worker, threads, parent_pid):
     try:
         work(url, study_name, worker, threads)
     except SearchError as e:
-        print(f"search worker {worker}: {e}", file=sys.stderr)
+        print(_("search worker {worker}: {error}").format(worker=worker, error=e), file=sys.stderr)
         sys.exit(3)
     except storage_errors() as e:
-        print(f"search worker {worker}: cannot write the search storage {masked(url)}: {describe(e)}", file=sys.stderr)
+        print(_("search worker {worker}: cannot write the search storage {url}: {error}").format(
+            worker=worker, url=masked(url), error=describe(e)), file=sys.stderr)
         sys.exit(3)
     except KeyboardInterrupt:  # Ctrl-C or the parent's end: the trial was failed, the next run redoes it
         sys.exit(130)
