@@ -231,3 +231,18 @@ def test_the_commands_catalog_is_complete_and_keeps_every_field():
     stale = [e.msgid for e in entries if any("argparse's own text" in c for c in e.comments)
              and repr(e.msgid)[1:-1] not in source and e.msgid not in source]
     assert not stale, f"argparse no longer uses these texts (a new Python?): {stale}"
+
+
+def test_an_nn_lang_of_no_course_language_is_one_line_in_english(monkeypatch, capsys):
+    monkeypatch.setenv("NN_LANG", "fr")
+    with pytest.raises(SystemExit) as e:
+        train_command.main(["--threads", "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith("error: NN_LANG='fr' is not a language") and err.count("\n") == 1
+
+
+def test_the_locale_alone_makes_the_help_chinese():
+    env = {k: v for k, v in os.environ.items() if k not in ("NN_LANG", "LC_ALL", "LC_MESSAGES")}
+    p = subprocess.run([sys.executable, "-m", "utils", "data", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       env={**env, "LANG": "zh_CN.UTF-8"}, timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith("用法：python -m utils data") and "显示本帮助信息并退出" in p.stdout

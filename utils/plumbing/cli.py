@@ -111,18 +111,27 @@ class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
 
     def format_help(self):
         text = super().format_help()
-        if language() == "zh":  # argparse puts an ASCII colon after a section's title; Chinese takes "："
+        if _chinese():  # argparse puts an ASCII colon after a section's title; Chinese takes "："
             text = re.sub(r"^(\S.*?[\u4e00-\u9fff]):$", r"\1：", text, flags=re.M)
         return text
 
 
+def _chinese():
+    """True when the reader's language is Chinese; False also for an NN_LANG that names no language of the
+    course (the commands report that error, and argparse's words must not fail before they can)."""
+    try:
+        return language() == "zh"
+    except ValueError:
+        return False
+
+
 def _argparse_gettext(message):
     """argparse's gettext: our catalogs in Chinese, else what argparse did before (gettext's "argparse" domain)."""
-    return _(message) if language() == "zh" else gettext.gettext(message)
+    return _(message) if _chinese() else gettext.gettext(message)
 
 
 def _argparse_ngettext(singular, plural, n):
-    return _(singular if n == 1 else plural) if language() == "zh" else gettext.ngettext(singular, plural, n)
+    return _(singular if n == 1 else plural) if _chinese() else gettext.ngettext(singular, plural, n)
 
 
 def speak_argparse_in_our_language():
@@ -149,10 +158,11 @@ def run(main, argv=None):
     """Call main(argv) and return its exit status (0 for None); print a ValueError or OSError as one line
     on stderr and exit 1, without a traceback."""
     try:
+        language()  # an NN_LANG that names no language of the course is the first error, said in English
         return main(argv) or 0
     except (ValueError, OSError) as e:
-        print(_("error: {message}").format(message=e), file=sys.stderr)
+        print((_("error: {message}") if _chinese() else "error: {message}").format(message=e), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print(_("interrupted"), file=sys.stderr)
+        print(_("interrupted") if _chinese() else "interrupted", file=sys.stderr)
         sys.exit(130)

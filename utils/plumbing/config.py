@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.plumbing import paths
-# parse_assignments lives in config_files; imported here too, where the commands have always found it
-from utils.plumbing.config_files import MAX_DEPTH, check_mlp_size, depth, parse_assignments, read_toml  # noqa: F401
+from utils.plumbing.config_files import MAX_DEPTH, check_mlp_size, depth, parse_assignments, read_toml
 from utils.plumbing.errors import ConfigError
 from utils.plumbing.language import _
 
