@@ -246,3 +246,22 @@ def test_the_locale_alone_makes_the_help_chinese():
     p = subprocess.run([sys.executable, "-m", "utils", "data", "--help"], cwd=ROOT, capture_output=True, text=True,
                        env={**env, "LANG": "zh_CN.UTF-8"}, timeout=300)
     assert p.returncode == 0 and p.stdout.startswith("用法：python -m utils data") and "显示本帮助信息并退出" in p.stdout
+
+
+def test_the_evaluation_report_is_chinese_and_its_numbers_the_same(fashion_raw, tmp_path, monkeypatch, capsys):
+    from utils.core.checkpoint import save_model
+    from utils.core.models import mlp
+    save_model(mlp([784, 4, 10], rng=0), tmp_path / "m.npz", dataset="fashion_mnist", mean=0.286, std=0.353,
+               image_shape=[1, 28, 28], class_names=list(CLASS_NAMES), experiment={"name": "tiny"}, epoch=3,
+               metrics={"val_acc": 0.5})
+    printed = {}
+    for lang in ("en", "zh"):
+        monkeypatch.setenv("NN_LANG", lang)
+        evaluate.main([str(tmp_path / "m.npz")])
+        printed[lang] = capsys.readouterr().out
+    en, zh = printed["en"], printed["zh"]
+    assert "tiny, epoch 3, validation accuracy 0.5000" in en and "test accuracy" in en and "Ankle boot" in en
+    assert "tiny，第 3 轮，验证准确率 0.5000" in zh and "测试准确率" in zh and "混淆矩阵（行：真实类别" in zh
+    assert "短靴" in zh and "召回率" in zh and "Ankle boot" not in zh
+    numbers = re.compile(r"\d+\.\d{4}")
+    assert numbers.findall(en.split("\n")[1]) == numbers.findall(zh.split("\n")[1])  # the test loss and accuracy
