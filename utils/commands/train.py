@@ -46,7 +46,7 @@ def _train(argv):
         check_resumable(checkpoint)  # else a fresh run would replace the checkpoint and its history
     elif not a.overwrite:
         refuse_overwrite(checkpoint)
-    print(f"{cfg['name']}: {describe(cfg)}")
+    print(_("{name}: {description}").format(name=cfg["name"], description=describe(cfg)))
     data = load_data(cfg)  # training and validation splits only: tuning must not see the test set
     model = build_model(cfg, data)
     with threadpool_limits(limits=a.threads, user_api="blas"):
