@@ -20,6 +20,7 @@ from utils.figures.errors import confusion_counts, per_class_table, plot_confusi
 from utils.figures.model import plot_activations, plot_weight_heatmaps
 from utils.plumbing import cli
 from utils.plumbing.errors import CheckpointError
+from utils.plumbing.language import _, language
 
 DATASETS = {784: "fashion_mnist", 3072: "cifar10"}  # for checkpoints older than the "dataset" record
 
@@ -32,7 +33,7 @@ def checkpoint_dataset(model, meta):
     # A Linear layer's W is (inputs, outputs); a Conv2D's is (filters, channels, k, k).
     size = None if W is None else W.shape[0] if W.ndim == 2 else {1: 784, 3: 3072}.get(W.shape[1])
     if size not in DATASETS:
-        raise CheckpointError("the checkpoint records no data set, and its first layer does not tell one")
+        raise CheckpointError(_("the checkpoint records no data set, and its first layer does not tell one"))
     return DATASETS[size]
 
 
@@ -45,8 +46,8 @@ def test_set(model, meta, data_dir=None):
     """
     dataset = checkpoint_dataset(model, meta)
     if "mean" not in meta or "std" not in meta:
-        raise CheckpointError("the checkpoint records no mean and std of its training data; "
-                              "it cannot say how to standardise the test images")
+        raise CheckpointError(_("the checkpoint records no mean and std of its training data; "
+                                "it cannot say how to standardise the test images"))
     X_raw, y_test = datasets.load_split(dataset, "test", data_dir)  # the one place the test split is read
     X_raw = X_raw.reshape(len(X_raw), -1, *X_raw.shape[-2:])  # (N, C, H, W) for both data sets
     X = scale(X_raw)
@@ -89,32 +90,45 @@ def write_figures(r, folder):
     return written
 
 
+def shown(per_class):
+    """The per-class table with its words (class names, column names) in the reader's language, for printing."""
+    table = per_class.rename(index=_, columns=_).rename_axis(index=_(per_class.index.name or "class"))
+    column = _("most confused with")
+    if column in table:
+        table[column] = table[column].map(_)
+    return table
+
+
 def main(argv=None):
     return cli.run(_evaluate, argv)
 
 
 def _evaluate(argv):
     p = cli.parser("python -m utils evaluate",
-                   "Load a checkpoint alone and report its test loss, accuracy, per-class accuracy and "
-                   "confusion matrix.")
-    p.add_argument("checkpoint", help="a .npz checkpoint written by training (e.g. log/best_model.npz)")
-    p.add_argument("--figures", metavar="DIR", help="also write the confusion matrix, weight heatmaps "
-                                                      "and activation heatmaps as PNG files into DIR")
-    p.add_argument("--data-dir", help="folder with the data set's files (default: search as usual)")
+                   _("Load a checkpoint alone and report its test loss, accuracy, per-class accuracy and "
+                     "confusion matrix."))
+    p.add_argument("checkpoint", help=_("a .npz checkpoint written by training (e.g. log/best_model.npz)"))
+    p.add_argument("--figures", metavar="DIR", help=_("also write the confusion matrix, weight heatmaps "
+                                                        "and activation heatmaps as PNG files into DIR"))
+    p.add_argument("--data-dir", help=_("folder with the data set's files (default: search as usual)"))
     a = p.parse_args(argv)
     r = report(a.checkpoint, a.data_dir)
     meta, n = r["meta"], len(r["y_test"])
     exp = meta.get("experiment", {})
-    print(f"{a.checkpoint}: {exp.get('name', 'no experiment recorded')}, epoch {meta.get('epoch', '?')}, "
-          f"validation accuracy {meta.get('metrics', {}).get('val_acc', float('nan')):.4f} (as recorded in the file)")
-    print(f"test loss {r['loss']:.4f}, test accuracy {r['accuracy']:.4f} ({round(r['accuracy'] * n)} of {n})\n")
-    print(r["per_class"].round(3).to_string(), "\n")
-    width = max(map(len, r["class_names"]))
-    print("confusion matrix (rows: true class; columns: predicted class, numbered as the rows are ordered)")
-    confusion = pd.DataFrame(r["confusion"], index=[c.rjust(width) for c in r["class_names"]],
-                             columns=[str(i) for i in range(len(r["class_names"]))])
-    print(confusion.to_string())
+    print(_("{checkpoint}: {name}, epoch {epoch}, validation accuracy {acc:.4f} (as recorded in the file)").format(
+        checkpoint=a.checkpoint, name=exp.get("name", _("no experiment recorded")), epoch=meta.get("epoch", "?"),
+        acc=meta.get("metrics", {}).get("val_acc", float("nan"))))
+    print(_("test loss {loss:.4f}, test accuracy {acc:.4f} ({right} of {n})").format(
+        loss=r["loss"], acc=r["accuracy"], right=round(r["accuracy"] * n), n=n) + "\n")
+    names = [_(c) for c in r["class_names"]]  # the class names in the reader's language (only for display)
+    widest = max(map(cli.width, names))  # a Chinese character takes two columns
+    confusion = pd.DataFrame(r["confusion"], index=[" " * (widest - cli.width(c)) + c for c in names],
+                             columns=[str(i) for i in range(len(names))])
+    with pd.option_context("display.unicode.east_asian_width", language() == "zh"):  # columns line up in Chinese
+        print(shown(r["per_class"].round(3)).to_string(), "\n")
+        print(_("confusion matrix (rows: true class; columns: predicted class, numbered as the rows are ordered)"))
+        print(confusion.to_string())
     if a.figures:
         for path in write_figures(r, a.figures):
-            print(f"wrote {path}")
+            print(_("wrote {path}").format(path=path))
 

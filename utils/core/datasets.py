@@ -371,10 +371,10 @@ def load_split(dataset, split, data_dir=None, verify=True):
 
 
 def main(argv=None):
-    parser = cli.parser("python -m utils data", "Find or download Fashion-MNIST, verify it and print its shapes.")
+    parser = cli.parser("python -m utils data", _("Find or download Fashion-MNIST, verify it and print its shapes."))
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with the four .gz files (default: the Debian package's folder, "
-                             "then data/fashion, where it is downloaded)")
+                        help=_("folder with the four .gz files (default: the Debian package's folder, "
+                               "then data/fashion, where it is downloaded)"))
     args = parser.parse_args(argv)
     try:
         for name, path in fetch_fashion_mnist(args.data_dir).items():

@@ -20,11 +20,11 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
 from utils.plumbing import paths
-from utils.plumbing.config_files import MAX_DEPTH, check_mlp_size, depth, read_toml
+from utils.plumbing.config_files import MAX_DEPTH, check_mlp_size, depth, parse_assignments, read_toml
 from utils.plumbing.errors import ConfigError
+from utils.plumbing.language import _
 
 CONFIG_DIR = paths.ROOT / "configs"
 DEFAULT_EXPERIMENT = "mlp_fashion"
@@ -35,16 +35,16 @@ ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 def _number(low, high, *, integer=False, low_open=False, high_open=False):
     """A check for a finite number in a range; ints are accepted where floats are expected."""
     left, right = "(" if low_open else "[", ")" if high_open else "]"
-    kind = "an integer" if integer else "a number"
-    expected = f"{kind} in {left}{low:g}, {high:g}{right}"
+    interval = f"{left}{low:g}, {high:g}{right}"
+    expected = f"{'an integer' if integer else 'a number'} in {interval}"  # English; the error is translated
 
     def check(v):
         # NumPy's numbers count too (a seed from np.arange, an lr from np.logspace); bools do not.
         ok_type = isinstance(v, numbers.Integral if integer else numbers.Real)
-        if isinstance(v, (bool, np.bool_)) or not ok_type or not math.isfinite(v):
-            raise ValueError(expected)
-        if v < low or (low_open and v == low) or v > high or (high_open and v == high):
-            raise ValueError(expected)
+        if (isinstance(v, (bool, np.bool_)) or not ok_type or not math.isfinite(v)
+                or v < low or (low_open and v == low) or v > high or (high_open and v == high)):
+            raise ValueError((_("an integer in {interval}") if integer else _("a number in {interval}")).format(
+                interval=interval))
         return int(v) if integer else float(v)
     check.expected = expected
     return check
@@ -55,7 +55,7 @@ def _choice(*options):
 
     def check(v):
         if v not in options or not isinstance(v, str):
-            raise ValueError(expected)
+            raise ValueError(_("one of {options}").format(options=", ".join(map(repr, options))))
         return v
     check.expected, check.options = expected, options
     return check
@@ -63,7 +63,7 @@ def _choice(*options):
 
 def _boolean(v):
     if not isinstance(v, (bool, np.bool_)):
-        raise ValueError(_boolean.expected)
+        raise ValueError(_("true or false"))
     return bool(v)
 
 
@@ -74,7 +74,7 @@ def _sizes(v):
     if (not isinstance(v, (list, tuple)) or not 1 <= len(v) <= 20
             or not all(isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) and 1 <= s <= 65536
                        for s in v)):
-        raise ValueError(_sizes.expected)
+        raise ValueError(_("a list of 1 to 20 integers in [1, 65536], e.g. [64, 32]"))
     return [int(s) for s in v]
 
 
@@ -83,7 +83,7 @@ _sizes.expected = "a list of 1 to 20 integers in [1, 65536], e.g. [64, 32]"
 
 def _text(v):
     if not isinstance(v, str) or not 0 < len(v) <= 200 or "/" in v or "\\" in v or v.startswith("."):
-        raise ValueError(_text.expected)
+        raise ValueError(_("a short text without slashes, e.g. \"mlp_fashion\""))
     return v
 
 
@@ -136,7 +136,7 @@ REQUIRED = {"": {"name", "seed", "checkpoint"}, "data": set(SCHEMA["data"]), "mo
 
 def did_you_mean(key, known):
     close = [k for k in known if k.startswith(str(key))] or difflib.get_close_matches(str(key), known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return _(" (did you mean {name}?)").format(name=repr(close[0])) if close else ""
 
 
 def check_value(section, key, value, where="config"):
@@ -146,44 +146,52 @@ def check_value(section, key, value, where="config"):
     """
     known = SCHEMA.get(section)
     if known is None:
-        raise ConfigError(f"{where}: unknown table [{section}]{did_you_mean(section, SCHEMA)}; "
-                          f"known: {', '.join(s for s in SCHEMA if s)}")
+        raise ConfigError(_("{where}: unknown table [{section}]{did_you_mean}; known: {known}").format(
+            where=where, section=section, did_you_mean=did_you_mean(section, SCHEMA),
+            known=", ".join(s for s in SCHEMA if s)))
     full = f"{section}.{key}" if section else str(key)
     if key not in known:
-        raise ConfigError(f"{where}: unknown key {full!r}{did_you_mean(key, known)}; "
-                          f"known in {'the top level' if not section else f'[{section}]'}: {', '.join(known)}")
+        raise ConfigError(_("{where}: unknown key {key}{did_you_mean}; known in {table}: {known}").format(
+            where=where, key=repr(full), did_you_mean=did_you_mean(key, known),
+            table=_("the top level") if not section else f"[{section}]", known=", ".join(known)))
     if key == "space":
         return value  # checked by check_space once the search mode is known (_check_together)
     try:
         return known[key](value)
     except ValueError as e:
-        raise ConfigError(f"{where}: {full} = {value!r}: expected {e}") from None
+        raise ConfigError(_("{where}: {key} = {value}: expected {expected}").format(
+            where=where, key=full, value=repr(value), expected=e)) from None
 
 
 def check_space(space, mode="grid", where="config"):
     """A search space {name: [values]} (in tpe mode also {name: {low, high, log}}), every value checked."""
     if not isinstance(space, dict) or not space:
-        raise ConfigError(f"{where}: search.space must be a table name -> list of values, e.g. "
-                          f"lr = [0.1, 0.01]; got {space!r}")
+        raise ConfigError(_("{where}: search.space must be a table name -> list of values, e.g. "
+                            "lr = [0.1, 0.01]; got {space}").format(where=where, space=repr(space)))
     out = {}
     for name, values in space.items():
         section = next((s for s in ("model", "train") if name in SCHEMA[s]), None)
         if section is None or name == "builder":
             searchable = [k for s in ("model", "train") for k in SCHEMA[s] if k != "builder"]
-            raise ConfigError(f"{where}: search.space.{name}: not a searchable hyperparameter"
-                              f"{did_you_mean(name, searchable)}; searchable: {', '.join(searchable)}")
+            raise ConfigError(_("{where}: search.space.{name}: not a searchable hyperparameter{did_you_mean}; "
+                                "searchable: {searchable}").format(where=where, name=name, searchable=", ".join(
+                                    searchable), did_you_mean=did_you_mean(name, searchable)))
         if isinstance(values, dict) and mode == "tpe" and {"low", "high"} <= values.keys() <= {"low", "high", "log"}:
             low, high = (check_value(section, name, values[k], where) for k in ("low", "high"))
             if isinstance(low, (list, str, bool)) or not low < high:
-                raise ConfigError(f"{where}: search.space.{name}: a range needs numbers low < high, got {values!r}")
+                raise ConfigError(_("{where}: search.space.{name}: a range needs numbers low < high, got {values}")
+                                  .format(where=where, name=name, values=repr(values)))
             out[name] = {"low": low, "high": high, "log": _boolean(values.get("log", False))}
             continue
         if not isinstance(values, (list, tuple)) or not values:
-            raise ConfigError(f"{where}: search.space.{name}: expected a non-empty list of values"
-                              f"{' or a range {low, high, log}' if mode == 'tpe' else ''}, got {values!r}")
+            raise ConfigError((_("{where}: search.space.{name}: expected a non-empty list of values or a range "
+                                 "{{low, high, log}}, got {values}") if mode == "tpe" else
+                               _("{where}: search.space.{name}: expected a non-empty list of values, got {values}"))
+                              .format(where=where, name=name, values=repr(values)))
         checked = [check_value(section, name, v, where) for v in values]
         if len({repr(v) for v in checked}) < len(checked):
-            raise ConfigError(f"{where}: search.space.{name}: values repeat: {values!r}")
+            raise ConfigError(_("{where}: search.space.{name}: values repeat: {values}").format(
+                where=where, name=name, values=repr(values)))
         out[name] = checked
     return out
 
@@ -215,10 +223,11 @@ def _raw(name, seen=()):
     path = config_path(name)
     if path.resolve() in seen:
         chain = " -> ".join(map(str, (*seen, path.resolve())))
-        raise ConfigError(f"{path}: 'extends' or 'experiment' goes round in a circle: {chain}; "
-                          f"expected a chain of configs that ends")
+        raise ConfigError(_("{path}: 'extends' or 'experiment' goes round in a circle: {chain}; "
+                            "expected a chain of configs that ends").format(path=path, chain=chain))
     if len(seen) >= MAX_DEPTH:
-        raise ConfigError(f"{path}: more than {MAX_DEPTH} configs extend each other; expected a shorter chain")
+        raise ConfigError(_("{path}: more than {n} configs extend each other; expected a shorter chain").format(
+            path=path, n=MAX_DEPTH))
     raw = _read_toml(path)
     parent = raw.pop("extends", None)
     if parent is not None:
@@ -243,32 +252,38 @@ def _load(name, overrides, seen):
     if "search" in raw:
         experiment = raw.get("experiment")
         if experiment is None:
-            raise ConfigError(f"{where}: a search config needs experiment = \"<name of an experiment config>\"")
+            raise ConfigError(_("{where}: a search config needs experiment = \"<name of an experiment config>\"")
+                              .format(where=where))
         base = _load(check_value("", "experiment", experiment, where), None,
                      (*seen, config_path(name).resolve()))
         raw = _merge({k: v for k, v in base.items() if k != "name"}, raw)
     elif "experiment" in raw:
-        raise ConfigError(f"{where}: experiment = {raw['experiment']!r:.80} applies to a search config (one with "
-                          f"a [search] table); an experiment config builds on another with extends = \"<name>\"")
+        raise ConfigError(_("{where}: experiment = {value} applies to a search config (one with a [search] table); "
+                            "an experiment config builds on another with extends = \"<name>\"").format(
+                              where=where, value=f"{raw['experiment']!r:.80}"))
     placed = {}
     for key, value in (overrides or {}).items():
         section, leaf = _locate(key, raw, where)
         full = f"{section}.{leaf}" if section else leaf
         if full in ("extends", "experiment"):
-            raise ConfigError(f"{where}: {full} cannot be overridden (it is followed when the file is read); "
-                              f"write it in the config file, or choose another file with --config")
+            raise ConfigError(_("{where}: {key} cannot be overridden (it is followed when the file is read); "
+                                "write it in the config file, or choose another file with --config").format(
+                                  where=where, key=full))
         if full in placed:
-            raise ConfigError(f"{where}: {full} is set twice in the overrides ({placed[full]!r} and {key!r}); "
-                              f"expected each key once")
+            raise ConfigError(_("{where}: {key} is set twice in the overrides ({first} and {second}); "
+                                "expected each key once").format(where=where, key=full, first=repr(placed[full]),
+                                                                 second=repr(key)))
         placed[full] = key
         if depth(value) > MAX_DEPTH:
-            raise ConfigError(f"{where}: the override {key} is nested more than {MAX_DEPTH} deep")
+            raise ConfigError(_("{where}: the override {key} is nested more than {n} deep").format(
+                where=where, key=key, n=MAX_DEPTH))
         (raw.setdefault(section, {}) if section else raw)[leaf] = value
     cfg = {}
     for key, value in raw.items():
         if key in SCHEMA and key and not isinstance(value, dict):
-            got = "an array of tables [[...]]" if isinstance(value, list) else f"{value!r:.80}"
-            raise ConfigError(f"{where}: {key} must be the table [{key}], got {got}")
+            got = _("an array of tables [[...]]") if isinstance(value, list) else f"{value!r:.80}"
+            raise ConfigError(_("{where}: {key} must be the table [{key}], got {got}").format(
+                where=where, key=key, got=got))
         if isinstance(value, dict):
             if key not in SCHEMA:
                 check_value(key, None, None, where)  # raises "unknown table", with a did-you-mean
@@ -279,7 +294,8 @@ def _load(name, overrides, seen):
         have = cfg if not section else cfg.get(section, {})
         missing = sorted(keys - have.keys())
         if missing:
-            raise ConfigError(f"{where}: missing {', '.join((section + '.' if section else '') + k for k in missing)}")
+            raise ConfigError(_("{where}: missing {keys}").format(
+                where=where, keys=", ".join((section + "." if section else "") + k for k in missing)))
     _check_together(cfg, where)
     return cfg
 
@@ -287,17 +303,19 @@ def _load(name, overrides, seen):
 def _locate(key, raw, where):
     """'train.lr' -> ('train', 'lr'); 'lr' -> the one table that knows it."""
     if "." in key:  # the name is checked with its value, in load_config
-        section, _, leaf = key.partition(".")
+        section, leaf = key.split(".", 1)
         return section, leaf
     owners = [s for s, keys in SCHEMA.items() if key in keys]
     if not owners:
         known = [k for keys in SCHEMA.values() for k in keys]
-        raise ConfigError(f"{where}: unknown key {key!r} in the overrides{did_you_mean(key, known)}")
+        raise ConfigError(_("{where}: unknown key {key} in the overrides{did_you_mean}").format(
+            where=where, key=repr(key), did_you_mean=did_you_mean(key, known)))
     if len(owners) > 1:
         present = [s for s in owners if s in raw]
         if len(present) != 1:
-            raise ConfigError(f"{where}: {key!r} is in {', '.join(f'[{s}]' for s in owners)}; "
-                              f"write it as {' or '.join(f'{s}.{key}' for s in owners)}")
+            raise ConfigError(_("{where}: {key} is in {tables}; write it as {choices}").format(
+                where=where, key=repr(key), tables=", ".join(f"[{s}]" for s in owners),
+                choices=_(" or ").join(f"{s}.{key}" for s in owners)))
         owners = present
     return owners[0], key
 
@@ -306,58 +324,36 @@ def _check_together(cfg, where):
     """Rules across keys: what one key allows depends on another."""
     model, train = cfg["model"], cfg["train"]
     if model["builder"] == "mlp" and "hidden_sizes" not in model:
-        raise ConfigError(f"{where}: the mlp builder needs model.hidden_sizes, e.g. [64, 32]")
+        raise ConfigError(_("{where}: the mlp builder needs model.hidden_sizes, e.g. [64, 32]").format(where=where))
     inputs = {"fashion_mnist": 784, "cifar10": 3072}[cfg["data"]["dataset"]]  # pixels per image
     if model["builder"] == "mlp":
-        check_mlp_size([inputs, *model["hidden_sizes"], 10], f"{where}: model.hidden_sizes")
+        check_mlp_size([inputs, *model["hidden_sizes"], 10], _("{where}: {key}").format(
+            where=where, key="model.hidden_sizes"))
     if model["builder"] == "lenet5" and "hidden_sizes" in model:
-        raise ConfigError(f"{where}: model.hidden_sizes does not apply to lenet5 (its sizes are fixed); remove it")
+        raise ConfigError(_("{where}: model.hidden_sizes does not apply to lenet5 (its sizes are fixed); remove it")
+                          .format(where=where))
     check_nesterov(train, where)
     search = cfg.get("search")
     if search is not None:
         if "space" not in search:
-            raise ConfigError(f"{where}: a search config needs a [search.space] table")
+            raise ConfigError(_("{where}: a search config needs a [search.space] table").format(where=where))
         search["space"] = check_space(search["space"], search.get("mode", "grid"), where)
         for sizes in search["space"].get("hidden_sizes", []) if model["builder"] == "mlp" else []:
-            check_mlp_size([inputs, *sizes, 10], f"{where}: search.space.hidden_sizes")
+            check_mlp_size([inputs, *sizes, 10], _("{where}: {key}").format(where=where,
+                                                                            key="search.space.hidden_sizes"))
         if search.get("mode", "grid") == "tpe" and "n_trials" not in search:
-            raise ConfigError(f"{where}: search.mode = \"tpe\" needs search.n_trials")
+            raise ConfigError(_("{where}: search.mode = \"tpe\" needs search.n_trials").format(where=where))
         if search.get("mode", "grid") == "grid" and "n_trials" in search:
-            raise ConfigError(f"{where}: search.mode = \"grid\" runs every point; remove search.n_trials")
+            raise ConfigError(_("{where}: search.mode = \"grid\" runs every point; remove search.n_trials").format(
+                where=where))
 
 
 def check_nesterov(train, where="config"):
     """The one rule across optimiser settings: Nesterov momentum needs SGD with a momentum > 0."""
     if train.get("nesterov") and (train.get("optimizer", "sgd") != "sgd" or not train.get("momentum")):
-        raise ConfigError(f"{where}: nesterov = true needs optimizer = \"sgd\" and momentum > 0, got "
-                          f"optimizer {train.get('optimizer', 'sgd')!r}, momentum {train.get('momentum', 0)!r}")
-
-
-def parse_assignments(items):
-    """["lr=0.01", "model.hidden_sizes=[256, 128]", "optimizer=adam"] -> {key: value}.
-
-    Values are read as TOML values (numbers, true/false, lists, quoted text); anything that
-    is not TOML is taken as text, so optimizer=adam works without quotes.
-    """
-    out = {}
-    for item in items or ():
-        key, sep, text = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set: expected KEY=VALUE (e.g. lr=0.01), got {item!r}")
-        if key.strip() in out:
-            raise ConfigError(f"--set: {key.strip()} is given twice ({out[key.strip()]!r} and {text.strip()!r}); "
-                              f"expected each key once")
-        try:
-            value = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()
-        except RecursionError:
-            raise ConfigError(f"--set {key.strip()}: the value is nested too deeply; a config needs at most "
-                              f"{MAX_DEPTH} levels") from None
-        if depth(value) > MAX_DEPTH:
-            raise ConfigError(f"--set {key.strip()}: the value is nested more than {MAX_DEPTH} deep")
-        out[key.strip()] = value
-    return out
+        raise ConfigError(_("{where}: nesterov = true needs optimizer = \"sgd\" and momentum > 0, got optimizer "
+                            "{optimizer}, momentum {momentum}").format(where=where, optimizer=repr(
+                                train.get("optimizer", "sgd")), momentum=repr(train.get("momentum", 0))))
 
 
 def for_notebook(kind, dataset=None):
@@ -371,8 +367,8 @@ def for_notebook(kind, dataset=None):
     dataset = dataset or os.environ.get("DATASET", "fashion_mnist")
     suffix = {"fashion_mnist": "fashion", "cifar10": "cifar10"}.get(dataset)
     if suffix is None or kind not in ("mlp", "search", "lenet5"):
-        raise ConfigError(f"DATASET must be fashion_mnist or cifar10 and kind mlp, search or lenet5; "
-                          f"got DATASET={dataset!r}, kind={kind!r}")
+        raise ConfigError(_("DATASET must be fashion_mnist or cifar10 and kind mlp, search or lenet5; "
+                            "got DATASET={dataset}, kind={kind}").format(dataset=repr(dataset), kind=repr(kind)))
     name = f"{kind}_{suffix}"
     overrides = parse_assignments(shlex.split(os.environ.get("NN_SET", "")))
     if kind != "search":
@@ -383,9 +379,12 @@ def for_notebook(kind, dataset=None):
 def describe(cfg):
     """One line that names the experiment, e.g. "784-512-256-10 MLP, relu, dropout 0.2, sgd ..."."""
     m, t = cfg["model"], cfg["train"]
-    arch = ("LeNet-5" if m["builder"] == "lenet5"
-            else "MLP with hidden layers " + "-".join(map(str, m["hidden_sizes"])) + f", {m['activation']}")
-    opt = t["optimizer"] + (f" (momentum {t['momentum']:g})" if t["optimizer"] == "sgd" and t["momentum"] else "")
-    drop = f", dropout {m['dropout']:g}" if m.get("dropout") else ""
-    return (f"{arch}{drop}; {opt}, lr {t['lr']:g} with {t['lr_schedule']} decay, L2 {t['l2_lambda']:g}, "
-            f"batch {t['batch_size']}, {t['num_epochs']} epochs; {cfg['data']['dataset']}")
+    arch = ("LeNet-5" if m["builder"] == "lenet5" else _("MLP with hidden layers {sizes}, {activation}").format(
+        sizes="-".join(map(str, m["hidden_sizes"])), activation=m["activation"]))
+    opt = t["optimizer"] + (_(" (momentum {momentum:g})").format(momentum=t["momentum"])
+                            if t["optimizer"] == "sgd" and t["momentum"] else "")
+    drop = _(", dropout {dropout:g}").format(dropout=m["dropout"]) if m.get("dropout") else ""
+    return _("{arch}{dropout}; {optimizer}, lr {lr:g} with {schedule} decay, L2 {l2:g}, batch {batch}, {epochs} "
+             "epochs; {dataset}").format(arch=arch, dropout=drop, optimizer=opt, lr=t["lr"], schedule=t["lr_schedule"],
+                                         l2=t["l2_lambda"], batch=t["batch_size"], epochs=t["num_epochs"],
+                                         dataset=cfg["data"]["dataset"])

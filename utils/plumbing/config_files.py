@@ -1,11 +1,13 @@
 """Config files read under limits: their size, their encoding, how deeply they nest, and the size of the
-model they describe. utils/plumbing/config.py reads every config through read_toml.
+model they describe. utils/plumbing/config.py reads every config through read_toml, and the --set KEY=VALUE
+of the command lines through parse_assignments.
 """
 import os
 
 import tomllib
 
 from utils.plumbing.errors import ConfigError
+from utils.plumbing.language import _
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_DEPTH = 8                   # tables and lists inside each other; a search config needs 5
@@ -20,8 +22,8 @@ def max_weights():
     if text is None:
         return MAX_WEIGHTS
     if not text.strip().isdigit() or int(text) < 1:
-        raise ConfigError(f"NN_MAX_WEIGHTS must be a positive integer (the most weights a model may have), "
-                          f"got {text!r}")
+        raise ConfigError(_("NN_MAX_WEIGHTS must be a positive integer (the most weights a model may have), "
+                            "got {text}").format(text=repr(text)))
     return int(text)
 
 
@@ -34,10 +36,11 @@ def check_mlp_size(sizes, where="config"):
     weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     limit = max_weights()
     if weights > limit:
-        raise ConfigError(f"{where}: the MLP {'-'.join(map(str, sizes))} would allocate {weights:,} weights "
-                          f"({weights * 4 / 2 ** 30:,.1f} GiB as float32, several times that while training); "
-                          f"the limit is {limit:,}: choose smaller hidden_sizes, or raise the limit with the "
-                          f"environment variable NN_MAX_WEIGHTS if the machine has the memory")
+        raise ConfigError(_("{where}: the MLP {sizes} would allocate {weights:,} weights ({gib:,.1f} GiB as float32, "
+                            "several times that while training); the limit is {limit:,}: choose smaller "
+                            "hidden_sizes, or raise the limit with the environment variable NN_MAX_WEIGHTS if the "
+                            "machine has the memory").format(where=where, sizes="-".join(map(str, sizes)),
+                                                             weights=weights, gib=weights * 4 / 2 ** 30, limit=limit))
     return weights
 
 
@@ -54,8 +57,9 @@ def depth(value, limit=MAX_DEPTH):
 
 def check_depth(raw, where):
     if depth(raw) > MAX_DEPTH:
-        raise ConfigError(f"{where}: tables and lists nested more than {MAX_DEPTH} deep; a config needs at "
-                          f"most 5 (the file, [search], [search.space], hidden_sizes = [[64, 32]])")
+        raise ConfigError(_("{where}: tables and lists nested more than {n} deep; a config needs at most 5 (the "
+                            "file, [search], [search.space], hidden_sizes = [[64, 32]])").format(
+                                where=where, n=MAX_DEPTH))
 
 
 def read_toml(path, config_dir):
@@ -65,19 +69,49 @@ def read_toml(path, config_dir):
     """
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in config_dir.glob("*.toml")))
-        raise ConfigError(f"no config file at {path}; the configs in {config_dir}: {known}")
+        raise ConfigError(_("no config file at {path}; the configs in {folder}: {known}").format(
+            path=path, folder=config_dir, known=known))
     if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_CONFIG_BYTES})")
+        raise ConfigError(_("{path}: {size} bytes is too large for a config (limit {limit})").format(
+            path=path, size=path.stat().st_size, limit=MAX_CONFIG_BYTES))
     try:
         text = path.read_text(encoding="utf-8")
         if text.startswith("\ufeff"):
-            raise ConfigError(f"{path}: the file starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF), "
-                              f"which TOML does not allow; save it as UTF-8 without BOM")
+            raise ConfigError(_("{path}: the file starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF), "
+                                "which TOML does not allow; save it as UTF-8 without BOM").format(path=path))
         raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        raise ConfigError(_("{path}: not valid TOML ({error})").format(path=path, error=e)) from None
     except RecursionError:
-        raise ConfigError(f"{path}: tables or lists nested too deeply to read; a config needs at most "
-                          f"{MAX_DEPTH} levels") from None
+        raise ConfigError(_("{path}: tables or lists nested too deeply to read; a config needs at most "
+                            "{n} levels").format(path=path, n=MAX_DEPTH)) from None
     check_depth(raw, path)
     return raw
+
+
+def parse_assignments(items):
+    """["lr=0.01", "model.hidden_sizes=[256, 128]", "optimizer=adam"] -> {key: value}.
+
+    Values are read as TOML values (numbers, true/false, lists, quoted text); anything that
+    is not TOML is taken as text, so optimizer=adam works without quotes.
+    """
+    out = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(_("--set: expected KEY=VALUE (e.g. lr=0.01), got {item}").format(item=repr(item)))
+        key = key.strip()
+        if key in out:
+            raise ConfigError(_("--set: {key} is given twice ({first} and {second}); expected each key once").format(
+                key=key, first=repr(out[key]), second=repr(text.strip())))
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        except RecursionError:
+            raise ConfigError(_("--set {key}: the value is nested too deeply; a config needs at most {n} levels")
+                              .format(key=key, n=MAX_DEPTH)) from None
+        if depth(value) > MAX_DEPTH:
+            raise ConfigError(_("--set {key}: the value is nested more than {n} deep").format(key=key, n=MAX_DEPTH))
+        out[key] = value
+    return out

@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from utils.plumbing.language import _
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type. Both a TypeError (what Python raises for a wrong
@@ -31,33 +33,38 @@ def check_int(name, value, low=None, high=None):
 
     Raises ArgumentTypeError for a non-integer, ValueError for one out of range.
     """
-    bounds = (f" between {low} and {high}" if low is not None and high is not None
-              else f" >= {low}" if low is not None else f" <= {high}" if high is not None else "")
+    if is_int(value) and (low is None or value >= low) and (high is None or value <= high):
+        return int(value)
+    bounds = (_(" between {low} and {high}") if low is not None and high is not None
+              else " >= {low}" if low is not None else " <= {high}" if high is not None else "").format(
+                  low=low, high=high)
     if not is_int(value):
-        raise ArgumentTypeError(f"{name} must be an integer{bounds}, got {value!r} ({type(value).__name__})")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer{bounds}, got {value}")
-    return int(value)
+        raise ArgumentTypeError(_("{name} must be an integer{bounds}, got {value} ({type})").format(
+            name=name, bounds=bounds, value=repr(value), type=type(value).__name__))
+    raise ValueError(_("{name} must be an integer{bounds}, got {value}").format(name=name, bounds=bounds, value=value))
 
 
 def check_bool(name, value):
     """value if it is True or False (a NumPy bool too); "no" or 0 are refused, not read as truth values."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ArgumentTypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+        raise ArgumentTypeError(_("{name} must be True or False, got {value} ({type})").format(
+            name=name, value=repr(value), type=type(value).__name__))
     return bool(value)
 
 
 def check_choice(name, value, choices):
     """value if it is one of choices; else a ValueError listing them."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ValueError(_("{name} must be one of {choices}, got {value}").format(
+            name=name, choices=", ".join(map(repr, choices)), value=repr(value)))
     return value
 
 
 def check_fraction(name, value):
     """value as a float in [0, 1) (NaN and inf fail the comparison), or a ValueError naming it."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1) (a real number), got {value!r}")
+        raise ValueError(_("{name} must be in [0, 1) (a real number), got {value}").format(
+            name=name, value=repr(value)))
     return float(value)
 
 
@@ -66,7 +73,8 @@ def check_rng(name, rng):
     if isinstance(rng, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)) or rng is None or (
             is_int(rng) and rng >= 0):
         return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    raise ValueError(f"{name} must be a numpy Generator, None or an integer seed >= 0, got {rng!r}")
+    raise ValueError(_("{name} must be a numpy Generator, None or an integer seed >= 0, got {rng}").format(
+        name=name, rng=repr(rng)))
 
 
 def check_float_dtype(name, dtype):
@@ -74,13 +82,13 @@ def check_float_dtype(name, dtype):
     with contextlib.suppress(TypeError):
         if dtype is not None and np.dtype(dtype) in (np.float32, np.float64):
             return np.dtype(dtype)
-    raise ValueError(f"{name} must be float32 or float64, got {dtype!r}")
+    raise ValueError(_("{name} must be float32 or float64, got {dtype}").format(name=name, dtype=repr(dtype)))
 
 
 def check_finite(x, who):
     """Raise a ValueError naming who when the array x holds NaN or inf."""
     if not np.isfinite(x).all():
-        raise ValueError(f"{who}: the input of shape {x.shape} contains NaN or inf")
+        raise ValueError(_("{who}: the input of shape {shape} contains NaN or inf").format(who=who, shape=x.shape))
 
 
 # ---------------------------------------------------------------- the input of a layer
@@ -88,22 +96,26 @@ def check_finite(x, who):
 def check_input(layer, x, ndim, features=None):
     """Raise a ValueError naming the layer when x is not an array of rank ndim (with `features` columns)."""
     if not isinstance(x, np.ndarray):
-        raise ValueError(f"{layer!r}: expected a NumPy array, got {type(x).__name__}")
+        raise ValueError(_("{layer}: expected a NumPy array, got {type}").format(
+            layer=repr(layer), type=type(x).__name__))
     if x.ndim != ndim or (features is not None and x.shape[-1] != features):
         want = "(N, " + ("..." if features is None else str(features)) + ")" if ndim == 2 else f"{ndim}-D"
-        raise ValueError(f"{layer!r}: expected input of shape {want}, got shape {x.shape}")
+        raise ValueError(_("{layer}: expected input of shape {want}, got shape {shape}").format(
+            layer=repr(layer), want=want, shape=x.shape))
 
 
 def check_image(layer, x, channels, kernel_size, padding=0):
     """Return (N, C, H, W) of x, or raise a ValueError naming the layer and the shapes."""
     if not isinstance(x, np.ndarray) or x.ndim != 4:
-        got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise ValueError(f"{layer!r}: expected images of shape (N, C, H, W), got {got}")
+        got = _("shape {shape}").format(shape=x.shape) if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(_("{layer}: expected images of shape (N, C, H, W), got {got}").format(
+            layer=repr(layer), got=got))
     n, c, h, w = x.shape
     if channels is not None and c != channels:
-        raise ValueError(f"{layer!r}: expected {channels} channels, got input of shape {x.shape}")
+        raise ValueError(_("{layer}: expected {channels} channels, got input of shape {shape}").format(
+            layer=repr(layer), channels=channels, shape=x.shape))
     if min(h, w) + 2 * padding < kernel_size:
-        pad = f" padded by {padding}" if padding else ""
-        raise ValueError(f"{layer!r}: the image {h}x{w}{pad} is smaller than the "
-                         f"{kernel_size}x{kernel_size} kernel (input shape {x.shape})")
+        pad = _(" padded by {padding}").format(padding=padding) if padding else ""
+        raise ValueError(_("{layer}: the image {h}x{w}{pad} is smaller than the {k}x{k} kernel (input shape {shape})")
+                         .format(layer=repr(layer), h=h, w=w, pad=pad, k=kernel_size, shape=x.shape))
     return n, c, h, w

@@ -273,22 +273,26 @@ class _Progress:
 
 def main(argv=None):
     """python -m utils search: run, resume or join the search a config defines; print the best results."""
-    p = cli.parser("python -m utils search", __doc__.split("\n\n")[0],
-                   epilog="Resume: run the same command with --out pointing at the run folder. Join from another "
-                          "machine: the same command with the same --storage URL.")
-    p.add_argument("--config", default=config.DEFAULT_SEARCH, help="search config: a name in configs/ or a path")
-    p.add_argument("--out", help="output folder (default: a fresh log/runs/<config name>-<time>/)")
-    p.add_argument("--storage", help="SQLite file or database URL (default: <out>/search.db)")
-    p.add_argument("--study", help="study name (default: the config's name)")
+    # the description is the first line of the docstring above (tests/plumbing/test_cli_chinese.py checks it)
+    p = cli.parser("python -m utils search", _("Hyperparameter search on Optuna: a full grid or a budgeted Bayesian "
+                                               "(TPE) search, defined by a config."),
+                   epilog=_("Resume: run the same command with --out pointing at the run folder. Join from another "
+                            "machine: the same command with the same --storage URL."))
+    p.add_argument("--config", default=config.DEFAULT_SEARCH, help=_("search config: a name in configs/ or a path"))
+    p.add_argument("--out", help=_("output folder (default: a fresh log/runs/<config name>-<time>/)"))
+    p.add_argument("--storage", help=_("SQLite file or database URL (default: <out>/search.db)"))
+    p.add_argument("--study", help=_("study name (default: the config's name)"))
     p.add_argument("--workers", type=int,
-                   help="worker processes here (default: the config's search.workers; 0: one per core)")
-    p.add_argument("--blas-threads", type=int, default=1, help="BLAS threads per worker")
-    p.add_argument("--train-size", type=int, help="training images per trial (default: the config's search.train_size)")
-    p.add_argument("--epochs", type=int, help="epochs per trial (default: the config's search.num_epochs)")
+                   help=_("worker processes here (default: the config's search.workers; 0: one per core)"))
+    p.add_argument("--blas-threads", type=int, default=1, help=_("BLAS threads per worker"))
+    p.add_argument("--train-size", type=int,
+                   help=_("training images per trial (default: the config's search.train_size)"))
+    p.add_argument("--epochs", type=int, help=_("epochs per trial (default: the config's search.num_epochs)"))
     p.add_argument("--fixed", nargs="+", metavar="NAME=VALUE", default=[],
-                   help="hyperparameters held constant over the config's, e.g. batch_size=256 nesterov=true")
-    p.add_argument("--overwrite", action="store_true", help="start the study afresh and replace existing results")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                   help=_("hyperparameters held constant over the config's, e.g. batch_size=256 nesterov=true"))
+    p.add_argument("--overwrite", action="store_true",
+                   help=_("start the study afresh and replace existing results"))
+    p.add_argument("--quiet", action="store_true", help=_("no progress bar"))
     return cli.run(lambda args: _main(args, p), argv)
 
 

@@ -271,18 +271,26 @@ def summary(rows, graded):
 # ---------------------------------------------------------------- the command
 
 def _main(argv=None):
-    parser = cli.parser("python -m utils grade", __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1])
+    # description and epilog: the first and last paragraphs of the docstring (tests/plumbing/test_cli_chinese.py)
+    parser = cli.parser("python -m utils grade",
+                        _("Grade students' exercise notebooks into one table: student, part, verdict, the named bug."),
+                        epilog=_("Exit status: 0 when every notebook was graded (whatever its verdicts); 1 when one "
+                                 "could not be (missing, not a regular file, not a notebook, or its kernel did not "
+                                 "start: the table says why), and, with --solutions, also unless every part is "
+                                 "correct."))
     parser.add_argument("paths", nargs="*", metavar="PATH", default=[str(ROOT / "notebooks" / "06_exercises.ipynb")],
-                        help="notebooks, or folders of notebooks (each *.ipynb in them)")
-    parser.add_argument("--csv", metavar="OUT.csv", help="also write the table to this CSV file")
+                        help=_("notebooks, or folders of notebooks (each *.ipynb in them)"))
+    parser.add_argument("--csv", metavar="OUT.csv", help=_("also write the table to this CSV file"))
     parser.add_argument("--timeout-cell", type=float, default=120, metavar="S",
-                        help="seconds each cell (and each part's checks) may run before it is interrupted")
+                        help=_("seconds each cell (and each part's checks) may run before it is interrupted"))
     parser.add_argument("--memory-mb", type=int, default=4096, metavar="M",
-                        help="the kernel's memory limit (address space) in MB; NumPy alone takes about 1000")
+                        help=_("the kernel's memory limit (address space) in MB; NumPy alone takes about 1000"))
     parser.add_argument("--reference", metavar="NOTEBOOK", default=str(ROOT / "notebooks" / "06_exercises.ipynb"),
-                        help="the handed-out notebook: its exercise cells name the parts, its check calls grade them")
+                        help=_("the handed-out notebook: its exercise cells name the parts, its check calls grade "
+                               "them"))
     parser.add_argument("--solutions", action="store_true",
-                        help="fill every blank from solutions/<name>.py beside each notebook first (make solutions)")
+                        help=_("fill every blank from solutions/<name>.py beside each notebook first (make "
+                               "solutions)"))
     args = parser.parse_args(argv)
     if not args.timeout_cell > 0:
         raise ValueError(_("--timeout-cell must be a number of seconds > 0, got {seconds:g}").format(
