@@ -57,7 +57,11 @@ def english_lines(notebook):
 FIGURE_TEXT_CALLS = {"set_title": ((0,), ()), "set_xlabel": ((0,), ()), "set_ylabel": ((0,), ()),
                      "suptitle": ((0,), ()), "text": ((2,), ()), "annotate": ((0,), ()), "figtext": ((2,), ()),
                      "set": ((), ("title", "xlabel", "ylabel")), "legend": ((), ("title",))}
-TEXT_KEYWORDS = ("label", "title", "suptitle", "xlabel", "ylabel")  # of any call: plot(..., label="train")
+TEXT_KEYWORDS = ("title", "suptitle", "xlabel", "ylabel")  # of any call: plot_filters(..., suptitle="...")
+# The drawing calls whose label= is a legend entry: plot(x, y, label="train").
+LEGEND_CALLS = {"plot", "bar", "barh", "scatter", "hist", "step", "stairs", "errorbar", "fill_between", "axhline",
+                "axvline", "semilogy", "semilogx", "loglog", "stem"}
+PROSE_WORD = re.compile(r"(?<![\w.])[A-Za-z]{3,}(?![\w.])")  # a word, not part of log10, l2_lambda or file.ext
 
 
 def _english_literal(node):
@@ -68,7 +72,7 @@ def _english_literal(node):
         text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
     else:
         return None
-    return text if re.search(r"[A-Za-z]{3,}", text) and not CJK.search(text) else None
+    return text if PROSE_WORD.search(text) and not CJK.search(text) else None
 
 
 def figure_text_in_code():
@@ -83,7 +87,8 @@ def figure_text_in_code():
             name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
             positions, keywords = FIGURE_TEXT_CALLS.get(name, ((), ()))
             args = [node.args[i] for i in positions if i < len(node.args)]
-            args += [k.value for k in node.keywords if k.arg in keywords or k.arg in TEXT_KEYWORDS]
+            args += [k.value for k in node.keywords if k.arg in keywords or k.arg in TEXT_KEYWORDS
+                     or (k.arg == "label" and name in LEGEND_CALLS)]
             found += [(f"{where}:{arg.lineno}", english) for arg in args
                       if (english := _english_literal(arg)) is not None]
     return found
