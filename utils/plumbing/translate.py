@@ -16,7 +16,7 @@ first one, which makes the code speak Chinese (utils.plumbing.language). A code 
 did not change keeps the outputs the last `make run-zh` stored in notebooks/zh/, so rebuilding the
 text does not throw away the Chinese figures.
 
-`update` also collects the English the code passes to _(), label(), labels() and say() (a literal
+`update` also collects the English the code passes to _(), gettext(), label(), labels() and say() (a literal
 first argument, in utils/ and the English notebooks) and adds what messages.po lacks, untranslated.
 """
 import ast
@@ -39,7 +39,7 @@ CATALOG_DIR = LOCALE_DIR / LOCALES[LANG] / "notebooks"
 LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计算出的句子、图中文字和检查信息都用中文'
                  '（英文版没有这一行）\n\n')
 # The calls whose first argument is English text to translate (a literal, or a list of literals for labels).
-TRANSLATED_CALLS = ("_", "label", "labels", "say")
+TRANSLATED_CALLS = ("_", "gettext", "label", "labels", "say")
 # What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # Chinese characters and punctuation
 SPANS = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|`[^`\n]+`", re.S)
