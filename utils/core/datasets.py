@@ -76,34 +76,39 @@ def read_idx(source, expected_sha256=None, ndim=None, name=None, max_bytes=MAX_I
 
     head = read(4)
     if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_DTYPES:
-        raise DataFileError(f"{name}: not an IDX file: expected magic 0x0000TTDD "
-                            f"(TT a type code, DD the ndim), found 0x{head.hex()}")
+        raise DataFileError(_("{name}: not an IDX file: expected magic 0x0000TTDD (TT a type code, DD the ndim), "
+                              "found 0x{found}").format(name=name, found=head.hex()))
     dtype, n_dims = np.dtype(IDX_DTYPES[head[2]]), head[3]
     if ndim is not None and n_dims != ndim:
-        raise DataFileError(f"{name}: expected {ndim} dimensions "
-                            f"(magic 0x0000{head[2]:02x}{ndim:02x}), "
-                            f"found {n_dims} (magic 0x{head.hex()})")
+        raise DataFileError(_("{name}: expected {ndim} dimensions (magic 0x{magic}), found {n_dims} (magic "
+                              "0x{found})").format(name=name, ndim=ndim, magic=f"0000{head[2]:02x}{ndim:02x}",
+                                                   n_dims=n_dims, found=head.hex()))
     header_size = 4 + 4 * n_dims
     head += read(header_size - 4)
     if len(head) < header_size:
-        raise DataFileError(f"{name}: truncated header: expected {header_size} bytes, "
-                            f"found {len(head)}")
+        raise DataFileError(_("{name}: truncated header: expected {size} bytes, found {found}").format(
+            name=name, size=header_size, found=len(head)))
     shape = struct.unpack(f">{n_dims}I", head[4:header_size])
     # A zero dimension makes the product small, but NumPy still refuses the huge ones beside it.
     if 0 in shape and math.prod(d or 1 for d in shape) * dtype.itemsize > max_bytes:
-        raise DataFileError(f"{name}: shape {shape} in the header: its non-zero dimensions alone need "
-                            f"{math.prod(d or 1 for d in shape) * dtype.itemsize:,} bytes, more than the "
-                            f"{max_bytes:,} bytes an IDX file may have here (max_bytes); expected a real image shape")
+        raise DataFileError(_("{name}: shape {shape} in the header: its non-zero dimensions alone need {size} "
+                              "bytes, more than the {limit} bytes an IDX file may have here (max_bytes); expected a "
+                              "real image shape").format(name=name, shape=shape,
+                                                         size=f"{math.prod(d or 1 for d in shape) * dtype.itemsize:,}",
+                                                         limit=f"{max_bytes:,}"))
     expected_size = header_size + math.prod(shape) * dtype.itemsize
     if expected_size > max_bytes:
-        raise DataFileError(f"{name}: shape {shape} needs {expected_size:,} bytes, more than the "
-                            f"{max_bytes:,} bytes an IDX file may have here (max_bytes)")
+        raise DataFileError(_("{name}: shape {shape} needs {size} bytes, more than the {limit} bytes an IDX file "
+                              "may have here (max_bytes)").format(name=name, shape=shape, size=f"{expected_size:,}",
+                                                                  limit=f"{max_bytes:,}"))
     body = read(expected_size - header_size)
     extra = read(1)  # for a gzip stream, reading to its end also checks its CRC
     if len(body) < expected_size - header_size or extra:
-        what = "trailing bytes" if extra else "truncated"
-        found = len(data) if not gzipped else f"more than {expected_size}" if extra else header_size + len(body)
-        raise DataFileError(f"{name}: {what}: shape {shape} needs {expected_size} bytes, found {found}")
+        what = _("trailing bytes") if extra else _("truncated")
+        found = (len(data) if not gzipped else _("more than {size}").format(size=expected_size) if extra
+                 else header_size + len(body))
+        raise DataFileError(_("{name}: {what}: shape {shape} needs {size} bytes, found {found}").format(
+            name=name, what=what, shape=shape, size=expected_size, found=found))
 
     # Checked after the header so a truncated file gets the clearer message above.
     if expected_sha256 is not None:
@@ -111,8 +116,8 @@ def read_idx(source, expected_sha256=None, ndim=None, name=None, max_bytes=MAX_I
         digest.update(body)
         found = digest.hexdigest()
         if found != expected_sha256.lower():
-            raise DataFileError(f"{name}: checksum mismatch: expected SHA-256 {expected_sha256}, "
-                                f"found {found}")
+            raise DataFileError(_("{name}: checksum mismatch: expected SHA-256 {expected}, found {found}").format(
+                name=name, expected=expected_sha256, found=found))
 
     # frombuffer over bytes is read-only; the copy gives users an ordinary array.
     X = np.frombuffer(body, dtype=dtype).reshape(shape)
@@ -126,7 +131,7 @@ def _fetch(url, dest, hint):
         with urllib.request.urlopen(url, timeout=60) as response:
             return response.read()
     except OSError as e:
-        raise OSError(f"could not download {url} ({e}); {hint}") from e
+        raise OSError(_("could not download {url} ({error}); {hint}").format(url=url, error=e, hint=hint)) from e
 
 
 def _write(data, dest):
@@ -138,8 +143,8 @@ def _write(data, dest):
 def _download(name, folder, verify):
     """Download <name>.gz into folder, atomically and only once it has been checked."""
     url, dest = f"{URL}{name}.gz", folder / f"{name}.gz"
-    data = _fetch(url, dest, "install the Debian package dataset-fashion-mnist or copy the four .gz "
-                             f"files into {folder}")
+    data = _fetch(url, dest, _("install the Debian package dataset-fashion-mnist or copy the four .gz files into "
+                               "{folder}").format(folder=folder))
     read_idx(data, SHA256[name] if verify else None, name=url)
     return _write(data, dest)
 
@@ -157,8 +162,8 @@ def fetch_fashion_mnist(data_dir=None, verify=True):
         data_dir = Path(data_dir)
         missing = [f"{n}.gz" for n in SHA256 if not (data_dir / f"{n}.gz").exists()]
         if missing:
-            raise FileNotFoundError(f"Fashion-MNIST files missing in {data_dir}: "
-                                    f"{', '.join(missing)}")
+            raise FileNotFoundError(_("Fashion-MNIST files missing in {folder}: {files}").format(
+                folder=data_dir, files=", ".join(missing)))
         return {n: data_dir / f"{n}.gz" for n in SHA256}
     paths_found, folder = {}, fashion_dir()
     for n in SHA256:
@@ -174,14 +179,14 @@ def _read_pair(images_path, labels_path, verify):
     X = read_idx(images_path, sha(images_path), ndim=3)
     y = read_idx(labels_path, sha(labels_path), ndim=1)
     if X.dtype != np.uint8 or X.shape[1:] != (28, 28):
-        raise DataFileError(f"{images_path}: expected uint8 images of 28x28, "
-                            f"found {X.dtype} of {X.shape[1]}x{X.shape[2]}")
+        raise DataFileError(_("{path}: expected uint8 images of 28x28, found {dtype} of {size}").format(
+            path=images_path, dtype=X.dtype, size=f"{X.shape[1]}x{X.shape[2]}"))
     if y.dtype != np.uint8 or y.size and y.max() >= len(CLASS_NAMES):
-        raise DataFileError(f"{labels_path}: expected uint8 labels in 0..{len(CLASS_NAMES) - 1}, "
-                            f"found {y.dtype} up to {y.max() if y.size else None}")
+        raise DataFileError(_("{path}: expected uint8 labels in 0..{high}, found {dtype} up to {found}").format(
+            path=labels_path, high=len(CLASS_NAMES) - 1, dtype=y.dtype, found=y.max() if y.size else None))
     if len(X) != len(y):
-        raise DataFileError(f"{images_path} holds {len(X)} images but {labels_path} "
-                            f"holds {len(y)} labels")
+        raise DataFileError(_("{images} holds {n} images but {labels} holds {m} labels").format(
+            images=images_path, n=len(X), labels=labels_path, m=len(y)))
     return X, y.astype(np.int64)
 
 
@@ -241,23 +246,26 @@ def read_cifar10_batch(data, name, verify=True):
     """
     n, rest = divmod(len(data), CIFAR10_RECORD)
     if n == 0 or rest:
-        raise DataFileError(f"{name}: truncated or not a CIFAR-10 batch: {len(data)} bytes is not a positive "
-                            f"whole number of {CIFAR10_RECORD}-byte records (1 label + 3072 pixels)")
+        raise DataFileError(_("{name}: truncated or not a CIFAR-10 batch: {size} bytes is not a positive whole "
+                              "number of {record}-byte records (1 label + 3072 pixels)").format(
+            name=name, size=len(data), record=CIFAR10_RECORD))
     if (verify and n != CIFAR10_PER_FILE) or n > CIFAR10_PER_FILE:
-        raise DataFileError(f"{name}: expected {CIFAR10_PER_FILE} records "
-                            f"({CIFAR10_PER_FILE * CIFAR10_RECORD} bytes), found {n}")
+        raise DataFileError(_("{name}: expected {n} records ({size} bytes), found {found}").format(
+            name=name, n=CIFAR10_PER_FILE, size=CIFAR10_PER_FILE * CIFAR10_RECORD, found=n))
     records = np.frombuffer(data, dtype=np.uint8).reshape(n, CIFAR10_RECORD)
     y = records[:, 0].astype(np.int64)
     if y.max() >= len(CIFAR10_CLASSES):
         bad = int(np.argmax(y >= len(CIFAR10_CLASSES)))
-        raise DataFileError(f"{name}: corrupt: record {bad} has label byte {y[bad]}, expected 0..9")
+        raise DataFileError(_("{name}: corrupt: record {i} has label byte {label}, expected 0..9").format(
+            name=name, i=bad, label=y[bad]))
     return records[:, 1:].reshape(n, 3, 32, 32).copy(), y
 
 
 def _download_cifar10(folder, verify):
     """Download the official tarball into folder, atomically and only once its MD5 matches."""
     dest = folder / CIFAR10_TAR
-    data = _fetch(CIFAR10_URL, dest, f"copy {CIFAR10_TAR} (or its unpacked {CIFAR10_FOLDER} folder) into {folder}")
+    data = _fetch(CIFAR10_URL, dest, _("copy {tar} (or its unpacked {unpacked} folder) into {folder}").format(
+        tar=CIFAR10_TAR, unpacked=CIFAR10_FOLDER, folder=folder))
     _check_md5(data, CIFAR10_URL, verify)
     return _write(data, dest)
 
@@ -265,7 +273,8 @@ def _download_cifar10(folder, verify):
 def _check_md5(data, name, verify):
     found = hashlib.md5(data).hexdigest()
     if verify and found != CIFAR10_MD5:
-        raise DataFileError(f"{name}: checksum mismatch: expected MD5 {CIFAR10_MD5}, found {found}")
+        raise DataFileError(_("{name}: checksum mismatch: expected MD5 {expected}, found {found}").format(
+            name=name, expected=CIFAR10_MD5, found=found))
 
 
 def _class_list(raw, name):
@@ -273,8 +282,8 @@ def _class_list(raw, name):
     try:
         return raw.decode("utf-8").split()
     except UnicodeDecodeError as e:
-        raise DataFileError(f"{name}: not UTF-8 text ({e}); expected the ten class names, "
-                            f"one per line") from None
+        raise DataFileError(_("{name}: not UTF-8 text ({error}); expected the ten class names, one per "
+                              "line").format(name=name, error=e)) from None
 
 
 def _cifar10_files(folder, verify, names=tuple(CIFAR10_FILES)):
@@ -299,7 +308,8 @@ def _cifar10_files(folder, verify, names=tuple(CIFAR10_FILES)):
     files = read_tar_gz(data, tar_path, wanted, CIFAR10_UNPACKED_BYTES)
     missing = [f for f in CIFAR10_FILES if f not in files]
     if missing:
-        raise DataFileError(f"{tar_path}: not the CIFAR-10 binary tarball: missing {', '.join(missing)}")
+        raise DataFileError(_("{path}: not the CIFAR-10 binary tarball: missing {files}").format(
+            path=tar_path, files=", ".join(missing)))
     meta = files.pop(CIFAR10_META, None)
     classes = _class_list(meta, f"{tar_path}: {CIFAR10_META}") if meta is not None else None
     _check_md5(data, tar_path, verify)  # after unpacking, so a truncated file gets the message above
@@ -333,17 +343,18 @@ def _cifar10_split(split, data_dir=None, verify=True):
     found = _cifar10_files(folder, verify, names)
     if found is None:
         if data_dir is not None:
-            raise FileNotFoundError(f"CIFAR-10 not found in {folder}: expected {CIFAR10_TAR}, "
-                                    f"a {CIFAR10_FOLDER} folder or the files {', '.join(CIFAR10_FILES)}")
+            raise FileNotFoundError(_("CIFAR-10 not found in {folder}: expected {tar}, a {unpacked} folder or the "
+                                      "files {files}").format(folder=folder, tar=CIFAR10_TAR, unpacked=CIFAR10_FOLDER,
+                                                              files=", ".join(CIFAR10_FILES)))
         _download_cifar10(folder, verify)
         found = _cifar10_files(folder, verify, names)
     files, classes, source = found
     if classes is not None and tuple(classes) != CIFAR10_CLASSES:
         shown = classes[:12] + (["..."] if len(classes) > 12 else [])
-        raise DataFileError(f"{source}: {CIFAR10_META} lists the classes {shown}, "
-                            f"expected {list(CIFAR10_CLASSES)}")
+        raise DataFileError(_("{source}: {meta} lists the classes {shown}, expected {expected}").format(
+            source=source, meta=CIFAR10_META, shown=shown, expected=list(CIFAR10_CLASSES)))
     batches = [read_cifar10_batch(files[f], f"{source}: {f}", verify) for f in names]
-    return np.concatenate([X for X, _ in batches]), np.concatenate([y for _, y in batches])
+    return np.concatenate([X for X, y in batches]), np.concatenate([y for X, y in batches])
 
 
 # The data sets prepare() knows: how to load each, its image shape (C, H, W), class names and
@@ -365,8 +376,9 @@ def load_split(dataset, split, data_dir=None, verify=True):
     check this by making this function refuse "test").
     """
     if dataset not in SPLIT_READERS or split not in ("train", "test"):
-        raise ValueError(f"load_split: expected a data set in {sorted(SPLIT_READERS)} and a split "
-                         f"'train' or 'test', got {dataset!r} and {split!r}")
+        raise ValueError(_("load_split: expected a data set in {datasets} and a split 'train' or 'test', got "
+                           "{dataset} and {split}").format(datasets=sorted(SPLIT_READERS), dataset=repr(dataset),
+                                                           split=repr(split)))
     return SPLIT_READERS[dataset](split, data_dir, verify)
 
 
@@ -381,7 +393,8 @@ def main(argv=None):
             print(f"{name:24s} {path}")
         (X_train, y_train), (X_test, y_test) = load_fashion_mnist(args.data_dir)
     except (OSError, ValueError) as e:
-        parser.exit(1, f"error: {e}\n")  # the message says it all; a traceback would bury it
+        # the message says it all; a traceback would bury it
+        parser.exit(1, _("error: {message}").format(message=e) + "\n")
     print(_("checksums OK; train {X_train} {X_train_dtype}, labels {y_train}; test {X_test} {X_test_dtype}, "
             "labels {y_test}").format(X_train=X_train.shape, X_train_dtype=X_train.dtype, y_train=y_train.shape,
                                       X_test=X_test.shape, X_test_dtype=X_test.dtype, y_test=y_test.shape))

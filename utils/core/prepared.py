@@ -17,6 +17,7 @@ from utils.core.preprocess import scale, standardize, stratified_split
 from utils.plumbing import paths
 from utils.plumbing.errors import DataFileError
 from utils.plumbing.files import atomic_write, read_npz
+from utils.plumbing.language import _
 from utils.plumbing.validate import check_bool, check_choice, check_int, is_int
 
 MAX_PREPARED_BYTES = 2**30  # a prepared .npz: CIFAR-10's, the largest, is 737 MB
@@ -92,8 +93,8 @@ def save_prepared(data, path=None):
     path = prepared_path() if path is None else Path(path)
     for k, v in data.items():
         if np.asarray(v).dtype == object:
-            raise ValueError(f"save_prepared: data[{k!r}] is not numeric, load_prepared "
-                             f"could not read it back")
+            raise ValueError(_("save_prepared: data[{key}] is not numeric, load_prepared could not read it "
+                               "back").format(key=repr(k)))
     with atomic_write(path) as f:  # a reader never sees a half-written file
         np.savez(f, **data)  # a file object, so savez does not append ".npz"
     return path
@@ -112,14 +113,14 @@ def load_prepared(path=None, include_test=False):
     """
     path = prepared_path() if path is None else Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run notebooks/01_data_preparation.ipynb "
-                                f"first or call prepare_fashion_mnist()")
+        raise FileNotFoundError(_("{path} not found: run notebooks/01_data_preparation.ipynb first or call "
+                                  "prepare_fashion_mnist()").format(path=path))
     include_test = check_bool("include_test", include_test)
     arrays = read_npz(path, MAX_PREPARED_BYTES, MAX_PREPARED_BYTES, what="a prepared data set (.npz)")
     data = _data_set_info({k: v.item() if v.ndim == 0 else v for k, v in arrays.items()}, path)
     if include_test and not all(k in data for k in TEST_KEYS):
-        raise DataFileError(f"{path} holds no test split (X_test, y_test): save it with prepare(..., "
-                            f"include_test=True), or test with python -m utils evaluate")
+        raise DataFileError(_("{path} holds no test split (X_test, y_test): save it with prepare(..., "
+                              "include_test=True), or test with python -m utils evaluate").format(path=path))
     return data if include_test else {k: v for k, v in data.items() if k not in TEST_KEYS}
 
 
@@ -128,8 +129,8 @@ def _data_set_info(data, path):
     if "image_shape" in data:
         shape = np.asarray(data["image_shape"])
         if shape.ndim != 1 or len(shape) != 3 or shape.dtype.kind not in "iu" or (shape < 1).any():
-            raise DataFileError(f"{path}: image_shape is {data['image_shape']!r}, expected three "
-                                f"positive integers (C, H, W)")
+            raise DataFileError(_("{path}: image_shape is {value}, expected three positive integers (C, H, "
+                                  "W)").format(path=path, value=repr(data['image_shape'])))
         data["image_shape"] = tuple(int(n) for n in shape)
     elif all(k in data for k in SPLITS):  # written before these keys existed: tell them from the images
         sample = np.shape(data["X_train"])[1:]
@@ -142,31 +143,38 @@ def _data_set_info(data, path):
     if "class_names" in data:
         names = np.asarray(data["class_names"])
         if names.ndim != 1 or names.dtype.kind != "U":
-            raise DataFileError(f"{path}: class_names must be a list of strings, got {names.dtype} "
-                                f"of shape {names.shape}")
+            raise DataFileError(_("{path}: class_names must be a list of strings, got {dtype} of shape "
+                                  "{shape}").format(path=path, dtype=names.dtype, shape=names.shape))
         data["class_names"] = tuple(str(n) for n in names)
     if "num_classes" in data:
         n = data["num_classes"]
         if not (is_int(n) and n >= 1 and len(data.get("class_names", range(n))) == n):
-            raise DataFileError(f"{path}: num_classes is {n!r}, expected a positive integer equal "
-                                f"to the number of class names")
+            raise DataFileError(_("{path}: num_classes is {value}, expected a positive integer equal to the "
+                                  "number of class names").format(path=path, value=repr(n)))
     if "image_shape" in data:
         for k in ("X_train", "X_val", "X_test"):
             sample = np.shape(data.get(k, np.empty((0, *data["image_shape"]))))[1:]
             if sample not in (data["image_shape"], (math.prod(data["image_shape"]),)):
-                raise DataFileError(f"{path}: {k} holds samples of shape {sample}, expected "
-                                    f"{data['image_shape']} or flat rows of {math.prod(data['image_shape'])}")
+                raise DataFileError(_("{path}: {key} holds samples of shape {sample}, expected {shape} or flat "
+                                      "rows of {n}").format(path=path, key=k, sample=sample,
+                                                            shape=data['image_shape'],
+                                                            n=math.prod(data['image_shape'])))
     if "dataset" in data and not isinstance(data["dataset"], str):
-        raise DataFileError(f"{path}: dataset is {data['dataset']!r}, expected a name")
+        raise DataFileError(_("{path}: dataset is {value}, expected a name").format(
+            path=path, value=repr(data['dataset'])))
     for split in ("train", "val", "test"):
         X, y = data.get(f"X_{split}"), data.get(f"y_{split}")
         if X is not None and (not isinstance(X, np.ndarray) or X.dtype.kind != "f" or X.ndim < 2):
-            raise DataFileError(f"{path}: X_{split} is {getattr(X, 'dtype', type(X).__name__)} of shape "
-                                f"{np.shape(X)}, expected floating-point samples (N, ...)")
+            raise DataFileError(_("{path}: {key} is {dtype} of shape {shape}, expected floating-point samples "
+                                  "(N, ...)").format(path=path, key=f"X_{split}",
+                                                     dtype=getattr(X, 'dtype', type(X).__name__), shape=np.shape(X)))
         if y is not None and (not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.ndim != 1
                               or (y.size and not 0 <= y.min() <= y.max() < data.get("num_classes", 2**31))):
-            raise DataFileError(f"{path}: y_{split} must be integer labels (N,) in 0..num_classes - 1, "
-                                f"got {getattr(y, 'dtype', type(y).__name__)} of shape {np.shape(y)}")
+            raise DataFileError(_("{path}: {key} must be integer labels (N,) in 0..num_classes - 1, got {dtype} "
+                                  "of shape {shape}").format(path=path, key=f"y_{split}",
+                                                             dtype=getattr(y, 'dtype', type(y).__name__),
+                                                             shape=np.shape(y)))
         if X is not None and y is not None and len(X) != len(y):
-            raise DataFileError(f"{path}: X_{split} holds {len(X)} samples but y_{split} holds {len(y)} labels")
+            raise DataFileError(_("{path}: {X} holds {n} samples but {y} holds {m} labels").format(
+                path=path, X=f"X_{split}", n=len(X), y=f"y_{split}", m=len(y)))
     return data

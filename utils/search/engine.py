@@ -27,6 +27,7 @@ from utils.core.prepared import load_prepared, prepared_path
 from utils.core.preprocess import stratified_split
 from utils.plumbing.config import SCHEMA
 from utils.plumbing.errors import SearchError
+from utils.plumbing.language import _
 from utils.search import storage as search_storage
 from utils.search.storage import masked, open_storage
 
@@ -99,16 +100,18 @@ def open_study(url, study_name, settings, given):
         created = False
     probe = optuna.load_study(study_name=study_name, storage=storage)
     if probe.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise SearchError(f"study {study_name!r} in {masked(url)} is not a maximisation; choose another name")
+        raise SearchError(_("study {study} in {url} is not a maximisation; choose another name").format(
+            study=repr(study_name), url=masked(url)))
     stored = probe.user_attrs.get("search")
     if stored is None:  # new, or its creator has not written it yet: the same command writes the same
         probe.set_user_attr("search", settings)
         stored = optuna.load_study(study_name=study_name, storage=storage).user_attrs["search"]
     for name in given:
         if settings[name] != stored[name]:
-            raise SearchError(f"study {study_name!r} in {masked(url)} was created with {name}={stored[name]!r}, "
-                              f"not {settings[name]!r}; leave {name} out (or use the same config) to continue it, "
-                              f"or choose another study name or storage")
+            raise SearchError(_("study {study} in {url} was created with {name}={stored}, not {given}; leave {name} "
+                                "out (or use the same config) to continue it, or choose another study name or "
+                                "storage").format(study=repr(study_name), url=masked(url), name=name,
+                                                  stored=repr(stored[name]), given=repr(settings[name])))
     study = load_study(storage, study_name, stored)
     refill(study, stored, opener=True)
     return study, stored, created
@@ -201,10 +204,11 @@ def load_search_data(settings):
     X, y = data["X_train"].reshape(len(data["X_train"]), -1), data["y_train"]
     size = settings["train_size"]
     if size is not None and size > len(X):
-        raise SearchError(f"train_size={size} is larger than the training set ({len(X):,} images); "
-                          f"use at most {len(X)}, or leave it out for all of them")
+        raise SearchError(_("train_size={size} is larger than the training set ({n} images); use at most {most}, or "
+                            "leave it out for all of them").format(size=size, n=f"{len(X):,}", most=len(X)))
     if size is not None and size < len(X):
-        _, _, X, y = stratified_split(X, y, val_size=size, seed=settings["seed"])  # its "val" part is our subset
+        # its "val" part is our subset
+        rest_X, rest_y, X, y = stratified_split(X, y, val_size=size, seed=settings["seed"])
     return X, y, data["X_val"].reshape(len(data["X_val"]), -1), data["y_val"]
 
 

@@ -52,14 +52,14 @@ def settings_from_config(cfg, full_fixed=False):
     them with full_fixed), so that a trial is defined by the settings alone.
     """
     if "search" not in cfg:
-        raise ConfigError(f"config {cfg.get('name')!r} has no [search] table; expected a search config such as "
-                          f"{config.DEFAULT_SEARCH}")
+        raise ConfigError(_("config {name} has no [search] table; expected a search config such as "
+                            "{example}").format(name=repr(cfg.get('name')), example=config.DEFAULT_SEARCH))
     s = cfg["search"]
     fixed = {**{k: v for k, v in cfg["model"].items() if k != "builder"},
              **{k: v for k, v in cfg["train"].items() if k != "num_epochs"}}
     if cfg["model"]["builder"] != "mlp":
-        raise ConfigError(f"config {cfg['name']!r}: the search trains MLPs; its experiment's builder is "
-                          f"{cfg['model']['builder']!r}")
+        raise ConfigError(_("config {name}: the search trains MLPs; its experiment's builder is {builder}").format(
+            name=repr(cfg['name']), builder=repr(cfg['model']['builder'])))
     return {"mode": s.get("mode", "grid"), "space": s["space"], "n_trials": s.get("n_trials"),
             "train_size": s.get("train_size"), "num_epochs": s["num_epochs"], "prune": s.get("prune", False),
             "seed": cfg["seed"], "data": dict(cfg["data"]),
@@ -72,9 +72,10 @@ def _section(name, where):
         if name in config.SCHEMA[section] and name not in ("builder", "num_epochs"):
             return section
     known = [k for s in ("model", "train") for k in config.SCHEMA[s] if k not in ("builder", "num_epochs")]
-    hint = "; num_epochs and seed are settings of the search itself" if name in ("num_epochs", "seed") else ""
-    raise ConfigError(f"{where}: unknown hyperparameter {name!r}{config.did_you_mean(name, known)}{hint}; "
-                      f"known: {', '.join(known)}")
+    hint = _("; num_epochs and seed are settings of the search itself") if name in ("num_epochs", "seed") else ""
+    raise ConfigError(_("{where}: unknown hyperparameter {name}{did_you_mean}{hint}; known: {known}").format(
+        where=where, name=repr(name), did_you_mean=config.did_you_mean(name, known), hint=hint,
+        known=", ".join(known)))
 
 
 def check_settings(given, defaults):
@@ -87,36 +88,41 @@ def check_settings(given, defaults):
     """
     unknown = set(given) - set(SETTINGS)
     if unknown:
-        raise SearchError(f"unknown search setting(s) {sorted(unknown)}; known: {', '.join(SETTINGS)}")
+        raise SearchError(_("unknown search setting(s) {names}; known: {known}").format(
+            names=sorted(unknown), known=", ".join(SETTINGS)))
     s = {**defaults, **{k: v for k, v in given.items() if v is not None and k != "fixed"}}
-    s["mode"] = config.check_value("search", "mode", s["mode"], "search settings")
-    s["space"] = config.check_space(s["space"], s["mode"], "search settings")
+    s["mode"] = config.check_value("search", "mode", s["mode"], _("search settings"))
+    s["space"] = config.check_space(s["space"], s["mode"], _("search settings"))
     extra = given.get("fixed") or {}
     if not isinstance(extra, dict):
-        raise SearchError(f"fixed must be a dict of hyperparameters held constant, got {extra!r}")
+        raise SearchError(_("fixed must be a dict of hyperparameters held constant, got {value}").format(
+            value=repr(extra)))
     for name in extra:
         if name in s["space"]:
-            raise SearchError(f"{name} is both searched and fixed; remove it from one of them")
+            raise SearchError(_("{name} is both searched and fixed; remove it from one of them").format(name=name))
     s["fixed"] = {k: v for k, v in {**s["fixed"], **extra}.items() if k not in s["space"]}
     s["fixed"] = {k: config.check_value(_section(k, "fixed"), k, v, f"fixed {k}") for k, v in s["fixed"].items()}
     missing = [k for k in MODEL_KEYS if k not in s["fixed"] and k not in s["space"]]
     if missing:
-        raise SearchError(f"the search needs {', '.join(missing)} either searched or fixed")
+        raise SearchError(_("the search needs {names} either searched or fixed").format(names=", ".join(missing)))
     if s["mode"] == "tpe":
-        s["n_trials"] = config.check_value("search", "n_trials", s["n_trials"], "search settings (mode tpe)")
+        s["n_trials"] = config.check_value("search", "n_trials", s["n_trials"], _("search settings (mode tpe)"))
     elif s["n_trials"] is not None:
-        raise SearchError(f"mode 'grid' runs every point of the grid; n_trials must be None, got {s['n_trials']!r}")
+        raise SearchError(_("mode 'grid' runs every point of the grid; n_trials must be None, got {value}").format(
+            value=repr(s['n_trials'])))
     for name in ("num_epochs", "prune"):
-        s[name] = config.check_value("search", name, s[name], "search settings")
-    s["seed"] = config.check_value("", "seed", s["seed"], "search settings")
+        s[name] = config.check_value("search", name, s[name], _("search settings"))
+    s["seed"] = config.check_value("", "seed", s["seed"], _("search settings"))
     if s["train_size"] is not None:
-        s["train_size"] = config.check_value("search", "train_size", s["train_size"], "search settings")
+        s["train_size"] = config.check_value("search", "train_size", s["train_size"], _("search settings"))
         d = s["data"] or {"dataset": "fashion_mnist", "val_size": 6000}
         available = TRAIN_SIZES[d["dataset"]] - d["val_size"]
         if s["train_size"] > available:
-            raise SearchError(f"train_size={s['train_size']} is larger than the training set of {d['dataset']} "
-                              f"({available:,} images after the {d['val_size']:,} validation images); "
-                              f"use at most {available}, or leave it out for all of them")
+            raise SearchError(_("train_size={size} is larger than the training set of {dataset} ({available} "
+                                "images after the {val_size} validation images); use at most {most}, or leave it "
+                                "out for all of them").format(size=s['train_size'], dataset=d['dataset'],
+                                                              available=f"{available:,}",
+                                                              val_size=f"{d['val_size']:,}", most=available))
     _check_trials(s)
     return s
 
@@ -160,13 +166,14 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
     given = {"space": space, "mode": mode, "n_trials": n_trials, "train_size": train_size,
              "num_epochs": num_epochs, "prune": prune, "seed": seed, "fixed": fixed, "data": data}
     if not isinstance(study_name, str) or not study_name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise SearchError(f"study_name must be letters, digits, '-', '_' or '.', got {study_name!r}")
+        raise SearchError(_("study_name must be letters, digits, '-', '_' or '.', got {name}").format(
+            name=repr(study_name)))
     settings = check_settings(given, _defaults(config_defaults))  # before touching the disk: bad input starts nothing
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = cpus if workers in (None, 0) else workers
     for name, value in (("workers", workers), ("blas_threads", blas_threads)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise SearchError(f"{name} must be an integer >= 1, got {value!r}")
+            raise SearchError(_("{name} must be an integer >= 1, got {value}").format(name=name, value=repr(value)))
     try:
         out_dir = cli.run_folder(study_name, out_dir)
     except (ValueError, OSError) as e:
@@ -182,7 +189,8 @@ def run_search(space=None, mode=None, n_trials=None, *, study_name="search", sto
         cause = storage_error_in(e)
         if cause is None:
             raise
-        raise SearchError(f"cannot write the search storage {masked(url)}: {describe(cause)}") from None
+        raise SearchError(_("cannot write the search storage {url}: {error}").format(
+            url=masked(url), error=describe(cause))) from None
 
 
 def _run(url, study_name, settings, given, out_dir, workers, blas_threads, overwrite, progress):
@@ -193,10 +201,10 @@ def _run(url, study_name, settings, given, out_dir, workers, blas_threads, overw
     if not overwrite and not existed:
         for name in (RESULTS_CSV, BEST_JSON):
             if (out_dir / name).exists():
-                raise SearchError(f"{out_dir / name} exists and is not from study {study_name!r} of "
-                                  f"{masked(url)}; pass --overwrite (overwrite=True) to replace it, or "
-                                  f"choose another folder with --out")
-    make_folder(out_dir, "output folder")
+                raise SearchError(_("{path} exists and is not from study {study} of {url}; pass --overwrite "
+                                    "(overwrite=True) to replace it, or choose another folder with --out").format(
+                    path=out_dir / name, study=repr(study_name), url=masked(url)))
+    make_folder(out_dir, _("output folder"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar and table report instead
     names = [k for k, v in given.items() if v is not None]
     study, settings = open_study(url, study_name, settings, names if existed and not overwrite else [])[:2]
@@ -240,8 +248,9 @@ def _save(table, settings, out_dir, study_name, warn):
     try:
         save_results(table, settings, out_dir, study_name, warn=warn)
     except OSError as e:
-        raise SearchError(f"cannot write the results into {out_dir}: {e.strerror or e}. The trials are kept "
-                          f"in the storage; free some space and run the same command again") from None
+        raise SearchError(_("cannot write the results into {folder}: {error}. The trials are kept in the storage; "
+                            "free some space and run the same command again").format(
+            folder=out_dir, error=e.strerror or e)) from None
 
 
 class _Progress:

@@ -15,6 +15,7 @@ import optuna
 import sqlalchemy
 
 from utils.plumbing.errors import SearchError
+from utils.plumbing.language import _
 
 # A killed worker's trial is failed (and its point enqueued again) once its heartbeat is
 # this old. Short, because a resumed search waits that long for the trials of a killed run.
@@ -49,22 +50,24 @@ def make_folder(folder, what):
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
-        raise SearchError(f"cannot use {folder} as the {what}: {blocker} is a regular file, not a folder; "
-                          f"choose another path") from None
+        raise SearchError(_("cannot use {folder} as the {what}: {blocker} is a regular file, not a folder; choose "
+                            "another path").format(folder=folder, what=what, blocker=blocker)) from None
     except OSError as e:
-        raise SearchError(f"cannot create the {what} {folder}: {e.strerror}") from None
+        raise SearchError(_("cannot create the {what} {folder}: {error}").format(
+            what=what, folder=folder, error=e.strerror)) from None
 
 
 def _check_sqlite_file(path):
-    make_folder(path.parent, "folder of the search storage")
+    make_folder(path.parent, _("folder of the search storage"))
     if path.exists():
         if not path.is_file():
-            raise SearchError(f"the search storage {path} is not a regular file; expected an SQLite database file")
+            raise SearchError(_("the search storage {path} is not a regular file; expected an SQLite database "
+                                "file").format(path=path))
         with path.open("rb") as f:
             head = f.read(16)
         if head and head != SQLITE_MAGIC:
-            raise SearchError(f"the search storage {path} is not an SQLite database (it starts with {head[:8]!r}); "
-                              f"move it away or choose another --storage")
+            raise SearchError(_("the search storage {path} is not an SQLite database (it starts with {head}); move "
+                                "it away or choose another --storage").format(path=path, head=repr(head[:8])))
 
 
 def _database_url(url):
@@ -85,7 +88,7 @@ def _serialise_sqlite(engine):
     Write-ahead log with synchronous=NORMAL: a commit survives a killed process (only a power
     cut can undo the last commits, never tear the file), without an fsync per commit.
     """
-    def on_connect(dbapi_conn, _):
+    def on_connect(dbapi_conn, connection_record):
         dbapi_conn.isolation_level = None
         dbapi_conn.execute("PRAGMA journal_mode=WAL")
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
@@ -126,7 +129,8 @@ def _open_storage(url):
             if attempt < 2 and ("already exists" in str(e) or "duplicate key" in str(e)):
                 time.sleep(1 + attempt)
                 continue
-            raise SearchError(f"cannot open the search storage {masked(url)}: {describe(e)}") from None
+            raise SearchError(_("cannot open the search storage {url}: {error}").format(
+                url=masked(url), error=describe(e))) from None
 
 
 def describe(e):
@@ -140,8 +144,8 @@ def describe(e):
     lines = str(e).strip().splitlines()
     text = f"{type(e).__name__}: {lines[0] if lines else ''}"
     if "full" in text or "No space" in text:
-        text += (" -- the disk is full. The storage is a database, so every finished trial is kept; free some "
-                 "space and run the same command again to resume")
+        text += _(" -- the disk is full. The storage is a database, so every finished trial is kept; free some "
+                  "space and run the same command again to resume")
     return text
 
 
