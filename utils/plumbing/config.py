@@ -25,6 +25,7 @@ import tomllib
 from utils.plumbing import paths
 from utils.plumbing.config_files import MAX_DEPTH, check_mlp_size, depth, read_toml
 from utils.plumbing.errors import ConfigError
+from utils.plumbing.language import _
 
 CONFIG_DIR = paths.ROOT / "configs"
 DEFAULT_EXPERIMENT = "mlp_fashion"
@@ -287,7 +288,7 @@ def _load(name, overrides, seen):
 def _locate(key, raw, where):
     """'train.lr' -> ('train', 'lr'); 'lr' -> the one table that knows it."""
     if "." in key:  # the name is checked with its value, in load_config
-        section, _, leaf = key.partition(".")
+        section, leaf = key.split(".", 1)
         return section, leaf
     owners = [s for s, keys in SCHEMA.items() if key in keys]
     if not owners:
@@ -384,8 +385,12 @@ def describe(cfg):
     """One line that names the experiment, e.g. "784-512-256-10 MLP, relu, dropout 0.2, sgd ..."."""
     m, t = cfg["model"], cfg["train"]
     arch = ("LeNet-5" if m["builder"] == "lenet5"
-            else "MLP with hidden layers " + "-".join(map(str, m["hidden_sizes"])) + f", {m['activation']}")
-    opt = t["optimizer"] + (f" (momentum {t['momentum']:g})" if t["optimizer"] == "sgd" and t["momentum"] else "")
-    drop = f", dropout {m['dropout']:g}" if m.get("dropout") else ""
-    return (f"{arch}{drop}; {opt}, lr {t['lr']:g} with {t['lr_schedule']} decay, L2 {t['l2_lambda']:g}, "
-            f"batch {t['batch_size']}, {t['num_epochs']} epochs; {cfg['data']['dataset']}")
+            else _("MLP with hidden layers {sizes}, {activation}").format(
+                sizes="-".join(map(str, m["hidden_sizes"])), activation=m["activation"]))
+    opt = t["optimizer"] + (_(" (momentum {momentum:g})").format(momentum=t["momentum"])
+                            if t["optimizer"] == "sgd" and t["momentum"] else "")
+    drop = _(", dropout {dropout:g}").format(dropout=m["dropout"]) if m.get("dropout") else ""
+    return _("{arch}{dropout}; {optimizer}, lr {lr:g} with {schedule} decay, L2 {l2_lambda:g}, batch {batch_size}, "
+             "{num_epochs} epochs; {dataset}").format(
+        arch=arch, dropout=drop, optimizer=opt, lr=t["lr"], schedule=t["lr_schedule"], l2_lambda=t["l2_lambda"],
+        batch_size=t["batch_size"], num_epochs=t["num_epochs"], dataset=cfg["data"]["dataset"])
