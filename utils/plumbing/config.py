@@ -288,7 +288,7 @@ def _load(name, overrides, seen):
 def _locate(key, raw, where):
     """'train.lr' -> ('train', 'lr'); 'lr' -> the one table that knows it."""
     if "." in key:  # the name is checked with its value, in load_config
-        section, leaf = key.split(".", 1)
+        section, _, leaf = key.partition(".")
         return section, leaf
     owners = [s for s, keys in SCHEMA.items() if key in keys]
     if not owners:
