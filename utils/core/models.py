@@ -8,12 +8,14 @@ param_shapes(config) says which weight shapes it will have.
 import contextlib
 import inspect
 import numbers
+import unicodedata
 from typing import NamedTuple
 
 import numpy as np
 
 from module import Conv2D, Dropout, Flatten, Layer, LeakyReLU, Linear, MaxPool2D, ReLU, Sigmoid, Tanh, softmax
 from utils.plumbing.config_files import check_mlp_size
+from utils.plumbing.language import _
 from utils.plumbing.validate import check_finite, check_fraction, check_int, check_rng
 
 # Inference runs in chunks of at most this many images, and of at most INFERENCE_BYTES in the
@@ -291,16 +293,24 @@ def from_config(config, rng=None, dtype=np.float32):
 
 # ---------------------------------------------------------------- summary
 
+def padded(text, width):
+    """text padded with spaces to width terminal columns, right-aligned (left-aligned for a negative width);
+    a Chinese character takes two columns, so the columns of a Chinese table line up too."""
+    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    fill = " " * max(abs(width) - columns, 0)
+    return text + fill if width < 0 else fill + text
+
+
 class Summary(list):
     """The rows of summary() (dicts: layer, output_shape, params, mult_adds), shown as a table."""
 
     def __repr__(self):
         def line(name, shape, params, mult_adds):
-            return f"{name:<16}{shape:>18}{params:>13}{mult_adds:>15}"
-        return "\n".join([line("layer", "output shape", "parameters", "mult-adds")]
+            return padded(name, -16) + padded(shape, 18) + padded(params, 13) + padded(mult_adds, 15)
+        return "\n".join([line(_("layer"), _("output shape"), _("parameters"), _("mult-adds"))]
                          + [line(r["layer"], str(r["output_shape"]), f"{r['params']:,}", f"{r['mult_adds']:,}")
                             for r in self]
-                         + [line("total", "", f"{sum(r['params'] for r in self):,}",
+                         + [line(_("total"), "", f"{sum(r['params'] for r in self):,}",
                                  f"{sum(r['mult_adds'] for r in self):,}")])
 
     __str__ = __repr__

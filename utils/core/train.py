@@ -20,6 +20,7 @@ from utils.core.models import evaluating, inference_batch_size
 from utils.core.optim import OPTIMIZERS, l2_penalty, l2_regularize, lr_schedule
 from utils.plumbing import config
 from utils.plumbing.errors import CheckpointError, ConfigError
+from utils.plumbing.language import _
 from utils.plumbing.validate import check_finite
 
 
@@ -188,14 +189,14 @@ def train(model, X_train, y_train, X_val, y_val, *, checkpoint_path=None, restor
         if resume:
             history, best = _resume(model, optimizer, rng, hp, last_path, checkpoint_path)
 
-    bar = tqdm(total=hp["num_epochs"], initial=len(history), desc="epochs", disable=not progress)
+    bar = tqdm(total=hp["num_epochs"], initial=len(history), desc=_("epochs"), disable=not progress)
     for epoch in range(len(history) + 1, hp["num_epochs"] + 1):
         start = time.perf_counter()
         try:
             # Overflow in a diverging net is caught by the loss check, with a better message.
             with np.errstate(over="ignore", invalid="ignore"):
-                train_loss, train_acc, _ = train_epoch(model, X_train, y_train, optimizer, schedule, hp, rng,
-                                                       it=(epoch - 1) * steps_per_epoch)
+                train_loss, train_acc = train_epoch(model, X_train, y_train, optimizer, schedule, hp, rng,
+                                                    it=(epoch - 1) * steps_per_epoch)[:2]
         except TrainingDiverged as e:
             bar.close()
             raise TrainingDiverged(_diverged_message(e, epoch, best, checkpoint_path)) from None
@@ -288,7 +289,7 @@ def _resume(model, optimizer, rng, hp, last_path, best_path):
     rng.bit_generator.state = fresh_rng.bit_generator.state
     best = {"val_acc": meta["best_val_acc"], "epoch": meta["best_epoch"], "params": None}
     if best["epoch"] and best_path.exists():
-        best["params"], _ = load_arrays(best_path)
+        best["params"] = load_arrays(best_path)[0]
     return meta["history"], best
 
 
