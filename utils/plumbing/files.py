@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from utils.plumbing.errors import DataFileError
-from utils.plumbing.language import _
+
+
+def _(message):
+    """utils.plumbing.language._, imported when a message is shown: language imports po, which imports this module."""
+    from utils.plumbing.language import _ as in_the_readers_language
+    return in_the_readers_language(message)
+
 
 STALE_SECONDS = 60  # a temporary file this old, whose writer is gone, is a killed write's
 KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device",
@@ -246,7 +252,7 @@ def _check_zip_directory(f, size, path, max_members, error):
     if i < 0 or len(tail) - i < ZIP_END.size:
         raise error(_("{path}: not a zip archive (no end-of-directory record); expected an .npz file").format(
             path=path))
-    _, _, _, _, entries, dir_size, _, _ = ZIP_END.unpack_from(tail, i)
+    entries, dir_size = ZIP_END.unpack_from(tail, i)[4:6]
     if i >= 20 and tail[i - 20:i - 16] == b"PK\x06\x07":
         raise error(_("{path}: a ZIP64 archive; expected an .npz of at most {limit} arrays").format(
             path=path, limit=max_members))
