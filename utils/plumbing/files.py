@@ -1,21 +1,18 @@
-"""Files in and out: writes that are atomic, and reads of files that may be hostile at a bounded
-cost (refuse what is not a regular file, cap every size before the bytes are read or decompressed).
+"""Files in and out: writes that are atomic (atomic_write, from utils.plumbing.atomic), and reads of files that
+may be hostile at a bounded cost (refuse what is not a regular file, cap every size before the bytes are read or
+decompressed). Their messages are in the reader's language (utils.plumbing.language).
 
 The data loaders (utils.core.datasets) read IDX, CIFAR-10 and .npz files through these helpers, so a
 FIFO never hangs a read, and a gzip, tar or zip bomb costs at most the size the caller
 expects of a genuine file. Every error names the file and what was expected; the error
 type is the caller's choice (DataFileError by default; a checkpoint reader can pass its own).
 """
-import contextlib
 import json
 import math
 import os
-import re
 import stat
 import struct
 import tarfile
-import tempfile
-import time
 import tokenize
 import zipfile
 import zlib
@@ -23,16 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+# atomic_write lives in atomic.py, which po.py imports: this module reads the language's catalogs (through po),
+# so po must not import it. Imported here too, for the callers that take it from this module.
+from utils.plumbing.atomic import STALE_SECONDS, atomic_write, remove_stale_temporaries  # noqa: F401
 from utils.plumbing.errors import DataFileError
+from utils.plumbing.language import _
 
-
-def _(message):
-    """utils.plumbing.language._, imported when a message is shown: language imports po, which imports this module."""
-    from utils.plumbing.language import _ as in_the_readers_language
-    return in_the_readers_language(message)
-
-
-STALE_SECONDS = 60  # a temporary file this old, whose writer is gone, is a killed write's
 KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device",
          stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
 
@@ -42,63 +35,6 @@ def _kind_words(kind):
     return {"a directory": _("a directory"), "a FIFO": _("a FIFO"), "a character device": _("a character device"),
             "a block device": _("a block device"), "a socket": _("a socket"),
             "a special file": _("a special file")}.get(kind, kind)
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode="wb"):
-    """Open a temporary file beside path; on success move it over path in one step.
-
-    os.replace is atomic on POSIX and Windows, so a reader (or a crash) sees the old
-    file or the new one, never half of one. On error the temporary file is removed; the
-    ones a killed writer left behind are removed by the next write (remove_stale_temporaries).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); results are for everyone to read
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def remove_stale_temporaries(path, max_age=STALE_SECONDS):
-    """Delete the temporary files of killed writes to path: ".<name>.<pid>.<random>.tmp" beside it.
-
-    Safe with several writers: a file goes only when it has not been written to for max_age
-    seconds AND its writer's process is gone (for names without a pid, from older versions,
-    the age alone decides). A live writer keeps writing and renames its file within
-    moments, so it never loses its file; a writer on another machine sharing the folder
-    is protected by the age alone.
-    """
-    path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)\.)?[^.]+\.tmp")
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(path.parent):
-            match = pattern.fullmatch(entry.name)
-            if not match or not entry.is_file(follow_symlinks=False):
-                continue
-            with contextlib.suppress(OSError):
-                if time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age and not (
-                        match[1] and _process_alive(int(match[1]))):
-                    os.unlink(entry.path)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # someone else's process, or a pid we cannot test: keep its file
-    return True
 
 
 def save_json(obj, path):
