@@ -68,6 +68,8 @@ def cases(tmp_path):
     nan = tmp_path / "nan.npz"
     checkpoint.save_arrays(nan, {"W": np.array([1.0, np.nan], np.float32)}, {})
     member = a_zip(tmp_path / "member.npz", {"notes.txt": b"hello"})
+    shaped = tmp_path / "shaped.npz"
+    checkpoint.save_arrays(shaped, {"W": np.zeros((2, 3), np.float32)}, {})
     garbled = tmp_path / "garbled.npz"
     garbled.write_bytes(b"not a zip at all" * 4)
     tarball = tmp_path / "cifar-10-binary.tar.gz"
@@ -90,6 +92,10 @@ def cases(tmp_path):
             lambda: checkpoint.load_arrays(nan), CheckpointError,
             f"{nan}: array 'W' contains NaN or inf; expected finite numbers",
             [str(nan), "'W'"], f"{nan} 中的数组 'W' 含有 NaN 或 inf；应为有限的数值"),
+        "a shape the architecture does not imply": (
+            lambda: checkpoint.load_arrays(shaped, lambda meta: {"W": (3, 3)}), CheckpointError,
+            f"{shaped}: array 'W' has shape (2, 3); the architecture implies (3, 3)",
+            [str(shaped), "'W'", "(2, 3)", "(3, 3)"], f"{shaped} 中的数组 'W' 的形状为 (2, 3)；按模型结构应为 (3, 3)"),
         "a checkpoint member that is not an array": (
             lambda: checkpoint.load_arrays(member), CheckpointError,
             f"{member}: member 'notes.txt' is not a .npy array; expected only arrays",
@@ -133,7 +139,7 @@ def make_tarball(path):
     path.write_bytes(out.getvalue())
 
 
-CASES = ["a directory for an IDX file", "a truncated gzip", "NaN in a checkpoint",
+CASES = ["a directory for an IDX file", "a truncated gzip", "NaN in a checkpoint", "a shape the architecture does not imply",
          "a checkpoint member that is not an array", "a garbled prepared data set", "a tar.gz with too many entries",
          "a second exercise cell of the same name", "no solution for an exercise", "no solutions file",
          "a folder for a notebook"]
