@@ -61,7 +61,7 @@ def load_arrays(path, expected_shapes=None):
     """
     path = Path(path)
     try:
-        with open_regular(path, MAX_FILE_BYTES, "a checkpoint", CheckpointError) as f, zipfile.ZipFile(f) as archive:
+        with open_regular(path, MAX_FILE_BYTES, _("a checkpoint"), CheckpointError) as f, zipfile.ZipFile(f) as archive:
             members = npz_members(archive, path, MAX_MEMBERS, MAX_FILE_BYTES, CheckpointError)
             record = members.pop(META_KEY, None)
             if record is None:
@@ -80,7 +80,7 @@ def load_arrays(path, expected_shapes=None):
                     unexpected=sorted(members.keys() - shapes.keys())))
             arrays = {name: read_npy(archive, info, path, CheckpointError, shapes[name] if shapes else None,
                                      dtypes=FLOATS, max_elements=MAX_ARRAY_ELEMENTS, finite=True,
-                                     shape_from="the architecture")
+                                     shape_from=_("the architecture"))
                       for name, info in members.items()}
     except CheckpointError:
         raise

@@ -70,7 +70,7 @@ def read_idx(source, expected_sha256=None, ndim=None, name=None, max_bytes=MAX_I
     if isinstance(source, (bytes, bytearray, memoryview)):
         name, data = name or "<bytes>", bytes(source)
     else:
-        name, data = name or str(source), read_regular(source, max_bytes, "an IDX file")
+        name, data = name or str(source), read_regular(source, max_bytes, _("an IDX file"))
     gzipped = data[:2] == b"\x1f\x8b"
     read = Gunzip(data, name, max_bytes).read if gzipped else io.BytesIO(data).read
 
@@ -296,14 +296,14 @@ def _cifar10_files(folder, verify, names=tuple(CIFAR10_FILES)):
         # exists(), not is_file(): a FIFO or a folder in a file's place gets read_regular's clear error.
         if all((d / f).exists() for f in CIFAR10_FILES):
             meta = d / CIFAR10_META
-            files = {f: read_regular(d / f, CIFAR10_BATCH_BYTES, "a CIFAR-10 batch") for f in names}
-            classes = _class_list(read_regular(meta, CIFAR10_META_BYTES, "a list of class names"), meta) \
+            files = {f: read_regular(d / f, CIFAR10_BATCH_BYTES, _("a CIFAR-10 batch")) for f in names}
+            classes = _class_list(read_regular(meta, CIFAR10_META_BYTES, _("a list of class names")), meta) \
                 if meta.exists() else None
             return files, classes, d
     tar_path = folder / CIFAR10_TAR
     if not tar_path.exists():
         return None
-    data = read_regular(tar_path, CIFAR10_TAR_BYTES, "the CIFAR-10 tarball")
+    data = read_regular(tar_path, CIFAR10_TAR_BYTES, _("the CIFAR-10 tarball"))
     wanted = {**dict.fromkeys(CIFAR10_FILES, CIFAR10_BATCH_BYTES), CIFAR10_META: CIFAR10_META_BYTES}
     files = read_tar_gz(data, tar_path, wanted, CIFAR10_UNPACKED_BYTES)
     missing = [f for f in CIFAR10_FILES if f not in files]

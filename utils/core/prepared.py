@@ -116,7 +116,7 @@ def load_prepared(path=None, include_test=False):
         raise FileNotFoundError(_("{path} not found: run notebooks/01_data_preparation.ipynb first or call "
                                   "prepare_fashion_mnist()").format(path=path))
     include_test = check_bool("include_test", include_test)
-    arrays = read_npz(path, MAX_PREPARED_BYTES, MAX_PREPARED_BYTES, what="a prepared data set (.npz)")
+    arrays = read_npz(path, MAX_PREPARED_BYTES, MAX_PREPARED_BYTES, what=_("a prepared data set (.npz)"))
     data = _data_set_info({k: v.item() if v.ndim == 0 else v for k, v in arrays.items()}, path)
     if include_test and not all(k in data for k in TEST_KEYS):
         raise DataFileError(_("{path} holds no test split (X_test, y_test): save it with prepare(..., "

@@ -16,7 +16,7 @@ Only what the catalogs here use is supported: no plural forms.
 import re
 from dataclasses import dataclass, field
 
-from utils.plumbing.files import atomic_write
+from utils.plumbing.atomic import atomic_write
 
 ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 UNESCAPES = {v[1]: k for k, v in ESCAPES.items()}

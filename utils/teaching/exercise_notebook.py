@@ -39,7 +39,7 @@ def read_notebook(path):
     text that is not UTF-8 JSON, JSON that is not a notebook.
     """
     try:
-        data = read_regular(path, MAX_NOTEBOOK_BYTES, "a Jupyter notebook (.ipynb)", error=NotebookError)
+        data = read_regular(path, MAX_NOTEBOOK_BYTES, _("a Jupyter notebook (.ipynb)"), error=NotebookError)
     except FileNotFoundError as e:
         raise NotebookError(str(e)) from None
     except PermissionError:
@@ -117,10 +117,10 @@ def reference_parts(nb):
         name = part_of(cell)
         if name is not None:
             if name in parts:
-                raise ValueError(f"cell {i}: a second exercise cell named {name!r}")
+                raise ValueError(_("cell {n}: a second exercise cell named {name}").format(n=i, name=repr(name)))
             current, parts[name] = name, []
         elif cell.cell_type == "code" and current is not None:
-            parts[current] += check_calls(cell.source, f"cell {i}")
+            parts[current] += check_calls(cell.source, _("cell {n}").format(n=i))
     return {name: calls for name, calls in parts.items() if calls}
 
 
@@ -128,9 +128,20 @@ def solutions_path(notebook):
     return Path(notebook).parent / "solutions" / (Path(notebook).stem + ".py")
 
 
+def _no_such_file(e):
+    """FileNotFoundError e, its message (Python's "[Errno 2] No such file or directory: 'path'") in the reader's
+    language; the English is Python's own, unchanged."""
+    if e.filename is None or str(e) != f"[Errno 2] No such file or directory: {e.filename!r}":
+        return e  # not the usual message: left as Python wrote it
+    return FileNotFoundError(_("[Errno 2] No such file or directory: {path}").format(path=repr(e.filename)))
+
+
 def read_solutions(path):
     """{exercise name: cell source} from a solutions file."""
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError as e:
+        raise _no_such_file(e) from None
     parts = MARKER.split(text)  # [preamble, name, source, name, source, ...]
     return {name: source.strip() + "\n" for name, source in zip(parts[1::2], parts[2::2])}
 
@@ -140,7 +151,8 @@ def fill_solutions(nb, solutions):
     names = [cell.metadata["exercise"] for cell in nb.cells if "exercise" in cell.metadata]
     missing = [name for name in names if name not in solutions]
     if missing:
-        raise ValueError(f"no solution for the exercise cells {missing}; the solutions file has {sorted(solutions)}")
+        raise ValueError(_("no solution for the exercise cells {missing}; the solutions file has {names}").format(
+            missing=missing, names=sorted(solutions)))
     for cell in nb.cells:
         if "exercise" in cell.metadata:
             cell.source = solutions[cell.metadata["exercise"]]
@@ -170,7 +182,10 @@ def run(notebook, solutions=False, timeout=600):
 
     Trusted input only (tests/teaching/test_exercises.py): it runs in the notebook's folder, without limits.
     """
-    nb = nbformat.read(notebook, as_version=4)
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except FileNotFoundError as e:
+        raise _no_such_file(e) from None
     if solutions:
         fill_solutions(nb, read_solutions(solutions_path(notebook)))
     NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
