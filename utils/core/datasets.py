@@ -1,9 +1,9 @@
 """Fashion-MNIST and CIFAR-10: find or download the files, check them, prepare arrays for training.
 
-Loading returns the raw uint8 images; utils.core.preprocess turns them into float32 arrays,
-and utils.core.prepared chains the steps the way the notebooks use them. Every file is read
-through utils.plumbing.files, with caps derived from the official sizes, so a corrupt or
-hostile file gets a DataFileError naming it, never a hang or a memory blow-up.
+Loading returns the raw uint8 images; utils.core.preprocess turns them into float32 arrays, and
+utils.core.prepared chains the steps the way the notebooks use them. Every file is read through
+utils.plumbing.files, with caps derived from the official sizes, so a corrupt or hostile file gets
+a DataFileError naming it, never a hang or a memory blow-up.
 
     python -m utils data    # make sure the data is here (download if needed) and check it
 """
@@ -152,10 +152,9 @@ def _download(name, folder, verify):
 def fetch_fashion_mnist(data_dir=None, verify=True):
     """Find the four Fashion-MNIST .gz files, downloading the missing ones.
 
-    Looks in data_dir if given (and only there); otherwise, file by file, in
-    fashion_dir(), then DEBIAN_DIR, then downloads from URL into fashion_dir().
-    Returns a dict: file name without .gz -> Path of the .gz file.
-    Raises FileNotFoundError naming data_dir if it lacks any of the files.
+    Looks in data_dir if given (and only there); otherwise, file by file, in fashion_dir(), then
+    DEBIAN_DIR, then downloads from URL into fashion_dir(). Returns a dict: file name without .gz ->
+    Path of the .gz file. Raises FileNotFoundError naming data_dir if it lacks any of the files.
     """
     # exists(), not is_file(): a FIFO or a folder in a file's place gets read_idx's clear error.
     if data_dir is not None:
