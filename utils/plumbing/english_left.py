@@ -48,9 +48,23 @@ def english_lines(notebook):
         for text in texts:
             for line in re.sub(r"\$\$.*?\$\$", "", text, flags=re.S).splitlines():  # display math is not prose
                 prose = re.sub(r"`[^`]*`|\$[^$]*\$|\]\([^)]*\)|https?://\S+", "", line)
-                if not line.startswith("    ") and re.search(r"[A-Za-z]{3,}", prose) and not CJK.search(prose):
+                if not line.startswith("    ") and has_english_word(prose) and not CJK.search(prose):
                     found.append((i, line.strip()))
     return found
+
+
+# Names a Chinese text keeps as they are: the layers, optimisers and networks of the course, libraries.
+NAMES = {"MLP", "LeNet", "ReLU", "LeakyReLU", "Linear", "Dropout", "Sequential", "Conv2D", "MaxPool2D", "Flatten",
+         "Sigmoid", "Tanh", "SoftmaxCrossEntropy", "Adam", "SGD", "Nesterov", "NumPy", "PyTorch", "OpenBLAS",
+         "Optuna", "Jupyter", "JupyterLab", "Fashion", "MNIST", "CIFAR", "BLAS", "GEMM", "softmax", "sigmoid",
+         "tanh", "logits", "im2col", "col2im", "true", "false", "null", "True", "False", "None"}
+WORD = re.compile(r"(?<![\w.\\'\"])[A-Za-z]{3,}(?![\w(=\"'])")  # not x.attr, \command, name( or key=, "key"
+
+
+def has_english_word(text):
+    """True if text has an English word that is not code: identifiers (snake_case, CamelCase, with digits),
+    calls and keywords (name(, key=), attributes, LaTeX commands, JSON keys and NAMES are not words here."""
+    return any(w not in NAMES and not re.search(r"[a-z][A-Z]", w) for w in WORD.findall(text))
 
 
 # Matplotlib calls whose text a figure shows: (name, positions of text arguments, text keywords).
