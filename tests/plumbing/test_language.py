@@ -5,7 +5,7 @@ import re
 import pytest
 
 from utils.core.datasets import CIFAR10_CLASSES, CLASS_NAMES
-from utils.plumbing import language, po
+from utils.plumbing import language, paths, po
 from utils.teaching.prose import say
 
 TEMPLATE = "The best epoch is {best_epoch} of {num_epochs}: validation accuracy {accuracy}."
@@ -97,3 +97,12 @@ def test_no_english_message_has_two_different_translations_across_the_catalogs()
     clashes = {english: chinese for english, chinese in seen.items() if len(chinese) > 1}
     assert not clashes, "one English, two translations (make them agree):\n" + "\n".join(
         f"  {english!r}: {chinese}" for english, chinese in clashes.items())
+
+
+def test_a_chinese_notebook_speaks_chinese_and_draws_into_static_zh_unless_told_otherwise(clean_env, tmp_path):
+    clean_env.delenv("NN_STATIC_DIR", raising=False)
+    language.chinese_edition()
+    assert language.language() == "zh" and paths.static_dir() == paths.ROOT / "static" / "zh"
+    clean_env.setenv("NN_STATIC_DIR", str(tmp_path))  # make run-zh and the tests say where
+    language.chinese_edition()
+    assert paths.static_dir() == tmp_path

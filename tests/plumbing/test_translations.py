@@ -295,3 +295,19 @@ def test_a_program_message_quoted_as_code_may_be_quoted_in_its_chinese_form():
     # Code is not a message: changing it is still reported, and so is a Chinese quote of another message.
     changed = ["`还没有实现`", "`dx = dout @ W`"]
     assert translate.span_difference(english, changed) == (english, changed)
+
+
+def test_the_words_of_a_formula_may_be_translated_but_not_its_math():
+    english = ["$dX = dY \\cdot \\mathbb{1}[\\text{position is the maximum}]$"]
+    assert translate.span_difference(english, ["$dX = dY \\cdot \\mathbb{1}[\\text{该位置是最大值}]$"]) == ([], [])
+    changed = ["$dX = dY \\odot \\mathbb{1}[\\text{该位置是最大值}]$"]
+    assert translate.span_difference(english, changed) == (english, changed)
+
+
+def test_english_words_of_a_formula_in_a_chinese_notebook_are_listed(course):
+    translate.build(course)
+    target = course.parent / "zh" / course.name
+    built = json.loads(target.read_text(encoding="utf-8"))
+    built["cells"][0]["source"] = "# 演示\n\n$$W_\\text{flat} = \\sum_{\\text{kernel row}} x$$ 与 $\\text{最大值}$"
+    target.write_text(json.dumps(built), encoding="utf-8")
+    assert english_left.english_lines(course) == [(0, "\\text{kernel row}")]

@@ -16,6 +16,7 @@ import sys
 
 from utils.plumbing.translate import (
     CJK,
+    TEXT_IN_MATH,
     code_sources,
     edition_path,
     english_sources,
@@ -46,6 +47,10 @@ def english_lines(notebook):
                 continue
             texts.append(source({"source": out.get("text", data.get("text/markdown", data.get("text/plain", "")))}))
         for text in texts:
+            for words in TEXT_IN_MATH.findall(text):  # a formula's words: \text{position is the maximum}
+                words = words[len("\\text{"):-1].replace("\\_", "_")  # (one word, W_\text{flat}, names a variable)
+                if len(WORD.findall(words)) > 1 and has_english_word(words) and not CJK.search(words):
+                    found.append((i, f"\\text{{{words}}}"))
             for line in re.sub(r"\$\$.*?\$\$", "", text, flags=re.S).splitlines():  # display math is not prose
                 prose = re.sub(r"`[^`]*`|\$[^$]*\$|\]\([^)]*\)|https?://\S+", "", line)
                 if not line.startswith("    ") and has_english_word(prose) and not CJK.search(prose):

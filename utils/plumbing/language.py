@@ -80,6 +80,14 @@ def _(message):
     return message
 
 
+def chinese_edition():
+    """What the first cell of a Chinese notebook calls: the code speaks Chinese from here on (NN_LANG=zh), and
+    the figures go to static/zh/ (unless NN_STATIC_DIR says where), so the English figures stay as they are.
+    The weights and search results stay in log/, shared with the English edition: the same code computes them."""
+    os.environ["NN_LANG"] = "zh"
+    os.environ.setdefault("NN_STATIC_DIR", str(ROOT / "static" / "zh"))
+
+
 # The same lookup under gettext's own name, for code where _ is a throwaway variable: notebook 06,
 # whose students write `for _ in range(...)` and `a, _ = ...` in the cells around it.
 gettext = _

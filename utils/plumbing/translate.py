@@ -12,9 +12,9 @@ someone translates the new text and removes the mark.
     python -m utils.plumbing.translate check    # list what is missing or out of date; exit 1 if any
 
 The Chinese notebook has the English code cells, unchanged but for LANGUAGE_LINE put before the
-first one, which makes the code speak Chinese (utils.plumbing.language). A code cell whose source
-did not change keeps the outputs the last `make run-zh` stored in notebooks/zh/, so rebuilding the
-text does not throw away the Chinese figures.
+first one, which makes the code speak Chinese and draw into static/zh/ (utils.plumbing.language).
+A code cell whose source did not change keeps the outputs the last `make run-zh` stored in
+notebooks/zh/, so rebuilding the text does not throw away the Chinese figures.
 
 `update` also collects the English the code passes to _(), gettext(), label(), labels() and say() (a literal
 first argument, in utils/ and the English notebooks) and adds what messages.po lacks, untranslated.
@@ -36,8 +36,8 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 LANG = "zh"
 EDITION_DIR = NOTEBOOK_DIR / LANG
 CATALOG_DIR = LOCALE_DIR / LOCALES[LANG] / "notebooks"
-LANGUAGE_LINE = ('import os\n\nos.environ["NN_LANG"] = "zh"  # 中文版：计算出的句子、图中文字和检查信息都用中文'
-                 '（英文版没有这一行）\n\n')
+LANGUAGE_LINE = ("from utils.plumbing.language import chinese_edition\n\n"
+                 "chinese_edition()  # 中文版：输出和图中文字都用中文，图存入 static/zh/（英文版没有这两行）\n\n")
 # The calls whose first argument is English text to translate (a literal, or a list of literals for labels).
 TRANSLATED_CALLS = ("_", "gettext", "label", "labels", "say")
 # What a translation must carry over unchanged: $math$, $$display math$$ and `code`.
@@ -199,7 +199,8 @@ def problems(notebook):
 def span_difference(english, chinese):
     """(missing, extra): the spans a translation lost and added, counting repeats. A program message quoted
     as code (`not implemented yet: write ..., then rerun this cell`) may be quoted in its Chinese form, as
-    the code prints it in the Chinese edition: such a pair is neither missing nor extra."""
+    the code prints it in the Chinese edition: such a pair is neither missing nor extra. So may the words
+    of a formula (\\text{...}): the math around them must stay the same."""
     missing, extra = list(english), []
     for span in chinese:
         if span in missing:
@@ -207,11 +208,19 @@ def span_difference(english, chinese):
         else:
             extra.append(span)
     for span in list(extra):
-        twin = next((m for m in missing if is_quoted_message(m, span)), None)
+        twin = next((m for m in missing if is_quoted_message(m, span) or same_math(m, span)), None)
         if twin is not None:
             missing.remove(twin)
             extra.remove(span)
     return missing, extra
+
+
+TEXT_IN_MATH = re.compile(r"\\text\{[^{}]*\}")
+
+
+def same_math(english, chinese):
+    """True if two $math$ spans differ at most in the words of their \\text{...} parts."""
+    return english.startswith("$") and TEXT_IN_MATH.sub("", english) == TEXT_IN_MATH.sub("", chinese)
 
 
 def _message_pattern(template):
