@@ -257,3 +257,12 @@ def test_the_csv_is_written_atomically_and_a_formula_is_quoted(tmp_path):
 def test_two_notebooks_with_the_same_stem_are_told_apart_by_their_paths():
     assert grader.student_names(["a/alice.ipynb", "b/alice.ipynb", "c/bob.ipynb"]) == [
         "a/alice.ipynb", "b/alice.ipynb", "bob"]
+
+
+def test_the_chinese_exercises_have_the_same_answers_as_the_english_ones():
+    english = exercise_notebook.solutions_path(Path("notebooks/06_exercises.ipynb"))
+    assert exercise_notebook.solutions_path(Path("notebooks/zh/06_exercises.ipynb")) == english
+    assert english == Path("notebooks/solutions/06_exercises.py")
+    # any zh/ folder without its own solutions/ looks beside its parent, as notebooks/zh does
+    assert exercise_notebook.solutions_path(Path("course/zh/06_exercises.ipynb")) == \
+        Path("course/solutions/06_exercises.py")

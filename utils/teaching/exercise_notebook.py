@@ -125,7 +125,13 @@ def reference_parts(nb):
 
 
 def solutions_path(notebook):
-    return Path(notebook).parent / "solutions" / (Path(notebook).stem + ".py")
+    """notebooks/solutions/06_exercises.py for notebooks/06_exercises.ipynb, and for its Chinese twin
+    notebooks/zh/06_exercises.ipynb (same code cells, same answers)."""
+    folder = Path(notebook).parent
+    beside = folder / "solutions" / (Path(notebook).stem + ".py")
+    if not beside.exists() and folder.name == "zh":
+        return folder.parent / "solutions" / beside.name
+    return beside
 
 
 def _no_such_file(e):
