@@ -275,7 +275,7 @@ def test_the_training_panel_is_chinese_and_keeps_its_values(monkeypatch):
     assert "32" in panel.quick.description
     assert panel.sliders["lr_schedule"].value == "cosine" and CJK.search(panel.sliders["lr_schedule"]._options_labels[0])
     assert panel.sliders["optimizer"].options == ("sgd", "adam")
-    assert "下一次训练" in panel.status.value and "lr=0.05" in panel.status.value
+    assert "下一次训练" in panel.status.value and "学习率 0.05" in panel.status.value and "学习率调度 余弦调度" in panel.status.value
     panel.sliders["hidden_sizes"].value = "16-x"
     assert "隐藏层大小：应为用 '-' 隔开的数字" in panel.status.value and "'16-x'" in panel.status.value
     panel.sliders["hidden_sizes"].value = "16"

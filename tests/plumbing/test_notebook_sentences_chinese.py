@@ -103,7 +103,7 @@ def test_the_search_tables_translate_their_words_and_keep_the_identifiers(monkey
     table = pd.DataFrame({"trial": [3], "lr": [0.03], "hidden_sizes": ["512-256"], "l2_lambda": [0.001],
                           "val_acc": [0.88367], "epochs": [4], "seconds": [12.34]})
     monkeypatch.setenv("NN_LANG", "zh")
-    assert [header(c) for c in table.columns] == ["试验", "lr", "hidden_sizes", "l2_lambda", "val_acc", "轮数", "秒"]
+    assert [header(c) for c in table.columns] == ["试验", "lr", "hidden_sizes", "l2_lambda", "验证准确率", "轮数", "秒"]
     html = shown(table, list(table.columns)).to_html()
     assert "试验" in html and "秒" in html and "0.8837" in html and "12.3" in html and ">trial<" not in html
     monkeypatch.setenv("NN_LANG", "en")

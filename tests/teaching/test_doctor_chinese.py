@@ -131,8 +131,8 @@ def test_the_chinese_printout_keeps_the_numbers_identifiers_and_consequence_mark
     report, text = run("raw pixels", data, monkeypatch, "zh")
     assert text.startswith("1. 输入是原始像素值\n   测量值：输入范围 0..255")
     high = next(i for i, f in enumerate(report, 1) if f.problem == "the learning rate is too high")
-    assert f"{high}. 学习率太高（可能由 #1 引起）" in text
-    assert "这里它很可能是 #1（输入是原始像素值）的后果" in text and "先解决 #1" in text
+    assert f"{high}. 学习率太高（很可能由第 1 条引起）" in text
+    assert "这里它很可能是第 1 条（输入是原始像素值）的后果" in text and "先解决第 1 条" in text
     ratio = report.signals["update_ratio"]
     assert f"|dW| / |W| = {ratio:.2g}" in text and "utils.teaching.sanity.lr_range_test" in text
     assert "utils.core.preprocess.standardize" in text
@@ -165,7 +165,7 @@ def test_the_student_bug_findings_in_chinese(data, monkeypatch):
 def test_a_finding_made_by_hand_with_plain_strings_still_prints(monkeypatch):
     monkeypatch.setenv("NN_LANG", "zh")
     finding = Finding("my own check", "x is 3", "because", "do y", 1, caused_by=2)
-    assert str(finding) == "my own check（可能由 #2 引起）\n   测量值：x is 3\n   原因：because\n   修正：do y"
+    assert str(finding) == "my own check（很可能由第 2 条引起）\n   测量值：x is 3\n   原因：because\n   修正：do y"
     monkeypatch.setenv("NN_LANG", "en")
     assert str(finding) == "my own check (probably caused by #2)\n   measured: x is 3\n   why: because\n   fix: do y"
 

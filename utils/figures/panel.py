@@ -20,7 +20,7 @@ from utils.core.experiment import build_model
 from utils.core.train import train
 from utils.figures.training import plot_history
 from utils.plumbing.config import MODEL_KEYS, SCHEMA, check_value
-from utils.plumbing.language import _
+from utils.plumbing.language import _, language
 
 STYLE = {"description_width": "120px"}
 LAYOUT = {"width": "380px"}
@@ -45,6 +45,22 @@ def slider_labels():
 def option_labels():
     """{value: what a drop-down shows for it} for the options that are words; identifiers (sgd, relu) show as is."""
     return {"constant": _("constant"), "step": _("step"), "exponential": _("exponential"), "cosine": _("cosine")}
+
+
+def setting_list(values):
+    """The settings of the next run as the status line shows them: key=value in English ("lr=0.03"),
+    the sliders' labels and shown options in Chinese ("学习率 0.03，学习率调度 余弦调度")."""
+    if language() == "en":
+        return ", ".join(f"{k}={v}" for k, v in values.items())
+    names, shown = slider_labels(), option_labels()
+    words = {True: _("True"), False: _("False")}
+
+    def value(k, v):
+        if k == "hidden_sizes":
+            return "-".join(map(str, v))
+        return words[v] if isinstance(v, bool) else shown.get(v, v) if isinstance(v, str) else v
+
+    return _(", ").join(f"{names.get(k, k)} {value(k, v)}" for k, v in values.items())
 
 
 def _positions(key, current):
@@ -180,7 +196,7 @@ class TrainingPanel:
             model, train = slider_values(self.sliders)
             used = {k: v for k, v in {**model, **train}.items()
                     if k not in inactive_keys({**model, **train}, self.cfg["model"].get("builder", "mlp"))}
-            text = _("next run: {settings}").format(settings=", ".join(f"{k}={v}" for k, v in used.items()))
+            text = _("next run: {settings}").format(settings=setting_list(used))
         except ValueError as e:
             text = f"<b style='color:#b00'>{e}</b>"
         self.status.value = f"<span class='tp-status-text'>{text}{extra}</span>"

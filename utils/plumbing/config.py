@@ -384,7 +384,9 @@ def describe(cfg):
     opt = t["optimizer"] + (_(" (momentum {momentum:g})").format(momentum=t["momentum"])
                             if t["optimizer"] == "sgd" and t["momentum"] else "")
     drop = _(", dropout {dropout:g}").format(dropout=m["dropout"]) if m.get("dropout") else ""
+    schedule = {"constant": _("constant"), "step": _("step"), "exponential": _("exponential"),
+                "cosine": _("cosine")}.get(t["lr_schedule"], t["lr_schedule"])  # the name the panel shows
     return _("{arch}{dropout}; {optimizer}, lr {lr:g} with {schedule} decay, L2 {l2:g}, batch {batch}, {epochs} "
-             "epochs; {dataset}").format(arch=arch, dropout=drop, optimizer=opt, lr=t["lr"], schedule=t["lr_schedule"],
+             "epochs; {dataset}").format(arch=arch, dropout=drop, optimizer=opt, lr=t["lr"], schedule=schedule,
                                          l2=t["l2_lambda"], batch=t["batch_size"], epochs=t["num_epochs"],
                                          dataset=cfg["data"]["dataset"])

@@ -117,10 +117,12 @@ def save_results(table, settings, folder, study_name=None, warn=True):
 
 
 def header(column):
-    """A column of a results table as a table shows it: a word (trial, epochs, seconds) in the reader's
-    language, an identifier (lr, hidden_sizes, l2_lambda, val_acc, best_epoch...) as it is."""
+    """A column of a results table as a table shows it: a word (trial, epochs, seconds) or a measurement
+    (val_acc, val_loss, best_epoch) in the reader's language, a searched hyperparameter (lr, hidden_sizes,
+    l2_lambda...) as it is."""
     words = {"trial": language._("trial"), "epochs": language._("epochs"), "seconds": language._("seconds"),
-             "state": language._("state"), "note": language._("note")}
+             "state": language._("state"), "note": language._("note"), "val_acc": language._("val_acc"),
+             "val_loss": language._("val_loss"), "best_epoch": language._("best_epoch")}
     return words.get(column, column)
 
 

@@ -139,6 +139,9 @@ class Diagnosis(list):
 
 
 def _fmt(v):
+    """A signal's value as printed: True/False/None shown in words in Chinese (是/否/未检查), as str() in English."""
+    if v is None or isinstance(v, bool):
+        return shown({True: _("True"), False: _("False"), None: _("None")}[v])
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
