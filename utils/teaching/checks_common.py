@@ -31,7 +31,8 @@ class NotWrittenYet(Exception):
 
 # One space between two Chinese characters: what a template's space before {what} leaves when {what} is a
 # Chinese phrase ("先写好 上面的各部分") rather than a name ("先写好 Linear.backward"). English has none.
-BETWEEN_CJK = re.compile(r"(?<=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]) (?=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef])")
+CHINESE = r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"  # CJK punctuation, ideographs, full-width forms
+BETWEEN_CJK = re.compile(f"(?<={CHINESE}) (?={CHINESE})")
 
 
 def tidy(text):
