@@ -290,7 +290,7 @@ def test_figure_text_written_without_label_is_found(monkeypatch):
 
 def test_a_program_message_quoted_as_code_may_be_quoted_in_its_chinese_form():
     english = ["`not implemented yet: write ..., then rerun this cell`", "`dx = dout @ W.T`"]
-    quoted = ["`还没有实现：写出 ...，然后重新运行这个单元格`", "`dx = dout @ W.T`"]
+    quoted = ["`还没有实现：先写好 ...，再重新运行这个单元格`", "`dx = dout @ W.T`"]
     assert translate.span_difference(english, quoted) == ([], [])
     # Code is not a message: changing it is still reported, and so is a Chinese quote of another message.
     changed = ["`还没有实现`", "`dx = dout @ W`"]

@@ -177,7 +177,7 @@ def test_the_grader_reads_the_verdicts_in_chinese_and_keeps_its_english_verdict_
     blank = verdict.run_check(checks["check_layer"], (Linear,), {})
     assert blank[0] == "not implemented" and "Linear.forward" in blank[1] and CJK.search(blank[1])
     printed = verdict.run_check(lambda: print(checks_common.unwritten("fit")), (), {})
-    assert printed[0] == "not implemented" and printed[1].startswith("写出 fit")
+    assert printed[0] == "not implemented" and printed[1].startswith("先写好 fit")
     results = verdict.judge({}, ["check_layer(Linear)", "check_nothing(1)"], checks)
     assert [r[0] for r in results] == ["not implemented", "error"]
     assert "Linear" in results[0][1] and "check_nothing" in results[1][1]
@@ -189,8 +189,8 @@ def test_the_grader_reads_a_line_in_either_language_whatever_the_language_now(en
                  "correct: relative error 1e-10 (ReLU forward and backward, gradient check)"):
         assert verdict.run_check(lambda line=line: print(line), (), {})[0] == "correct"
         assert "1e-10" in verdict.run_check(lambda line=line: print(line), (), {})[1]
-    assert verdict.run_check(lambda: print("还没有实现：写出 fit，然后重新运行这个单元格"), (), {}) == [
-        "not implemented", "写出 fit，然后重新运行这个单元格"]
+    assert verdict.run_check(lambda: print("还没有实现：先写好 fit，再重新运行这个单元格"), (), {}) == [
+        "not implemented", "先写好 fit，再重新运行这个单元格"]
 
 
 def test_the_exercise_notebook_errors_a_student_meets_are_chinese(zh, tmp_path):
@@ -213,10 +213,10 @@ def test_the_verdicts_of_an_executed_chinese_notebook_are_found(zh):
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("check_layer(Linear)")
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
-        "正确：相对误差 8e-11（Linear 的前向和反向传播，梯度检验）\n还没有实现：写出 fit，然后重新运行这个单元格\n其他\n"))]
+        "正确：相对误差 8e-11（Linear 的前向和反向传播，梯度检验）\n还没有实现：先写好 fit，再重新运行这个单元格\n其他\n"))]
     nb.cells.append(cell)
     assert [line for _, line in exercise_notebook.verdicts(nb)] == [
-        "正确：相对误差 8e-11（Linear 的前向和反向传播，梯度检验）", "还没有实现：写出 fit，然后重新运行这个单元格"]
+        "正确：相对误差 8e-11（Linear 的前向和反向传播，梯度检验）", "还没有实现：先写好 fit，再重新运行这个单元格"]
 
 
 def test_every_chinese_verdict_line_starts_with_the_chinese_prefix_the_grader_reads():

@@ -12,6 +12,7 @@ catalog locale/zh_CN/LC_MESSAGES/checks_a.po); identifiers, formulas and shapes 
 """
 import contextlib
 import functools
+import re
 import traceback
 import warnings
 
@@ -28,9 +29,21 @@ class NotWrittenYet(Exception):
     """The student's code raised NotImplementedError; what names the blank."""
 
 
+# One space between two Chinese characters: what a template's space before {what} leaves when {what} is a
+# Chinese phrase ("先写好 上面的各部分") rather than a name ("先写好 Linear.backward"). English has none.
+CHINESE = r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"  # CJK punctuation, ideographs, full-width forms
+BETWEEN_CJK = re.compile(f"(?<={CHINESE}) (?={CHINESE})")
+
+
+def tidy(text):
+    """text without a space between two Chinese characters (English text comes back unchanged)."""
+    return BETWEEN_CJK.sub("", text)
+
+
 def unwritten(what):
-    """The one line a check prints for a blank still empty, in the reader's language."""
-    return _("not implemented yet: write {what}, then rerun this cell").format(what=what)
+    """The one line a check prints for a blank still empty, in the reader's language: what is a name
+    (Linear.backward) or a phrase (the parts above, then train both networks); both read as one sentence."""
+    return tidy(_("not implemented yet: write {what}, then rerun this cell").format(what=what))
 
 
 def after_prefix(line, english):

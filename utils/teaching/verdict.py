@@ -74,7 +74,8 @@ def run_check(check, args, kwargs):
     """[verdict, message] of check(*args, **kwargs), told by what it raised (its decorator bypassed)."""
     # reads the lines the checks print, in English or in the language they were printed in; taken before the
     # student's code runs, from the checks_common that fresh_checks imported afresh with the checks
-    after_prefix = importlib.import_module("utils.teaching.checks_common").after_prefix
+    common = importlib.import_module("utils.teaching.checks_common")
+    after_prefix, tidy = common.after_prefix, common.tidy
     inner = getattr(check, "__wrapped__", check)  # the @checker wrapper would turn "not written" into a print
     out = _Capped()
     try:
@@ -88,7 +89,7 @@ def run_check(check, args, kwargs):
                 else _("ran out of memory")]
     except (Exception, SystemExit) as e:  # SystemExit: sys.exit() in the student's code
         if type(e).__name__ == "NotWrittenYet" or isinstance(e, NotImplementedError):
-            return ["not implemented", _("write {what}").format(what=e or _("the blank"))]
+            return ["not implemented", tidy(_("write {what}").format(what=e or _("the blank")))]
         return ["error", _("{check} raised {error}: {message}").format(check=check.__name__, error=type(e).__name__,
                                                                         message=e)]
     lines = out.text.splitlines()
