@@ -100,7 +100,9 @@ def test_no_english_message_has_two_different_translations_across_the_catalogs()
 
 
 def test_a_chinese_notebook_speaks_chinese_and_draws_into_static_zh_unless_told_otherwise(clean_env, tmp_path):
-    clean_env.delenv("NN_STATIC_DIR", raising=False)
+    clean_env.setenv("NN_LANG", "en")  # recorded, so the NN_LANG chinese_edition() sets is undone afterwards
+    clean_env.setenv("NN_STATIC_DIR", "")
+    clean_env.delenv("NN_STATIC_DIR")
     language.chinese_edition()
     assert language.language() == "zh" and paths.static_dir() == paths.ROOT / "static" / "zh"
     clean_env.setenv("NN_STATIC_DIR", str(tmp_path))  # make run-zh and the tests say where
