@@ -51,8 +51,9 @@ def test_describe_stays_english_byte_for_byte(english):
 def test_describe_in_chinese_keeps_the_numbers_and_identifiers(chinese):
     text = describe(load_config("mlp_fashion"))
     assert CJK.search(text) and "MLP with" not in text
-    for kept in ("512-256", "relu", "0.2", "sgd", "0.9", "0.03", "cosine", "0.001", "128", "40", "fashion_mnist"):
+    for kept in ("512-256", "relu", "0.2", "sgd", "0.9", "0.03", "0.001", "128", "40", "fashion_mnist"):
         assert kept in text
+    assert "余弦调度" in text and "cosine" not in text  # the schedule as the training panel names it
     assert "LeNet-5" in describe(load_config("lenet5_fashion"))
 
 
@@ -71,16 +72,16 @@ def test_summary_header_in_english_and_in_chinese(english, monkeypatch):
 
 def test_readable_is_the_table_itself_in_english_and_translated_in_chinese(english, monkeypatch):
     table = pd.DataFrame({"class": ["Shirt", "Trouser"], "recall": [0.723, 0.975],
-                          "most confused with": ["T-shirt/top", "-"], "val_acc": [0.9, 0.9]}).set_index("class")
+                          "most confused with": ["T-shirt/top", "-"], "l2_lambda": [0.9, 0.9]}).set_index("class")
     assert readable(table) is table
     monkeypatch.setenv("NN_LANG", "zh")
     shown = readable(table)
-    assert list(shown.columns) == [_("recall"), _("most confused with"), "val_acc"]  # identifiers stay
+    assert list(shown.columns) == [_("recall"), _("most confused with"), "l2_lambda"]  # identifiers stay
     assert shown.index.name == _("class") and list(shown.index) == [_("Shirt"), _("Trouser")]
     assert list(shown.iloc[:, 1]) == [_("T-shirt/top"), "-"]
     assert all(CJK.search(label) for label in (*shown.columns[:2], shown.index.name, *shown.index))
     assert list(shown[_("recall")]) == [0.723, 0.975]
-    assert list(table.columns) == ["recall", "most confused with", "val_acc"]  # the code's table is not changed
+    assert list(table.columns) == ["recall", "most confused with", "l2_lambda"]  # the code's table is not changed
 
 
 def notebook_templates():
