@@ -134,7 +134,7 @@ def test_the_chinese_printout_keeps_the_numbers_identifiers_and_consequence_mark
     assert f"{high}. 学习率太高（很可能由第 1 条引起）" in text
     assert "这里它很可能是第 1 条（输入是原始像素值）的后果" in text and "先解决第 1 条" in text
     ratio = report.signals["update_ratio"]
-    assert f"|dW| / |W| = {ratio:.2g}" in text and "utils.teaching.sanity.lr_range_test" in text
+    assert f"|ΔW| / |W| = {ratio:.2g}" in text and "utils.teaching.sanity.lr_range_test" in text
     assert "utils.core.preprocess.standardize" in text
     assert f"更新量与权重之比 {ratio:.3g}" in text  # the signals line: Chinese names, the same values
     assert "signals:" not in text and "measured:" not in text and "fix:" not in text

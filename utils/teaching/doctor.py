@@ -139,7 +139,7 @@ class TrainingMonitor:
 # ---------------------------------------------------------------- the doctor: "why doesn't my network learn?"
 
 # Thresholds, with the reasoning behind each in the finding's text. The update-to-weight ratio
-# |dW| / |W| of one real optimiser step (the median over the weight matrices) has one target,
+# |ΔW| / |W| of one real optimiser step (the median over the weight matrices) has one target,
 # about 1e-3 in steady training (Karpathy), and one healthy band around it, 1e-5..1e-1
 # (100x either side): the first steps from initialisation reach ~1e-2, momentum included
 # ~1e-1. The doctor flags a ratio outside the band, and its fix moves it back into the band.
@@ -321,7 +321,7 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
                         _("gradients through a saturated unit vanish: the layers below barely learn"),
                         _("smaller initial weights (Glorot), standardised inputs, or ReLU"), 2)
 
-    # One real optimiser step on a copy: the update-to-weight ratio |dW| / |W|.
+    # One real optimiser step on a copy: the update-to-weight ratio |ΔW| / |W|.
     loss_fn.forward(logits, ys)
     with np.errstate(all="ignore"):
         twin.backward(loss_fn.backward(), need_dx=False)
@@ -331,7 +331,7 @@ def diagnose(model, X, y, history=None, lr=None, seed=0, *, optimizer=None, X_tr
         ratio = float(np.median(moving))
         s["update_ratio"], s["update_ratio_max"] = ratio, max(moving)
         low, high, target = DOCTOR["ratio_low"], DOCTOR["ratio_high"], DOCTOR["ratio_target"]
-        measured = _("update-to-weight ratio |dW| / |W| = {ratio:.2g}, the median over {n} weight matrices "
+        measured = _("update-to-weight ratio |ΔW| / |W| = {ratio:.2g}, the median over {n} weight matrices "
                      "({how}, lr {lr:g}); healthy: {low:g}..{high:g} around the target {target:g} of steady "
                      "training (~1e-2 in the first steps from initialisation)", ratio=ratio, n=len(moving), how=how,
                      lr=optimizer.lr, low=low, high=high, target=target)
