@@ -11,3 +11,15 @@ def fashion_raw():
     except (FileNotFoundError, OSError) as e:
         pytest.skip(f"Fashion-MNIST is not available here ({e}); run `python -m utils data`")
     return X, y
+
+
+@pytest.fixture
+def zh(monkeypatch):
+    """The reader's language is Chinese for this test (NN_LANG=zh), as in the Chinese notebooks."""
+    monkeypatch.setenv("NN_LANG", "zh")
+
+
+@pytest.fixture
+def en(monkeypatch):
+    """The reader's language is English for this test, whatever the machine's locale."""
+    monkeypatch.setenv("NN_LANG", "en")

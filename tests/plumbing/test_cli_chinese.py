@@ -52,16 +52,6 @@ def prose_of_help(text):
     return [re.sub(r"^  [^ ].*?( {2,}|$)", "", line) for line in text.split("\n\n", 1)[1].splitlines()]
 
 
-@pytest.fixture
-def zh(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "zh")
-
-
-@pytest.fixture
-def en(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "en")
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_help_is_chinese_but_for_names_options_and_values(command):
     code, out, err = run(command, "--help")
@@ -75,7 +65,7 @@ def test_every_command_help_is_chinese_but_for_names_options_and_values(command)
 def test_the_chinese_help_is_wrapped_to_the_terminal_by_width():
     code, out, _ = run("train", "--help", columns=60)
     assert code == 0
-    wide = [line for line in out.splitlines() if CJK.search(line) and cli.width(line) > 60]
+    wide = [line for line in out.splitlines() if CJK.search(line) and language.width(line) > 60]
     assert not wide, wide
     assert "（默认：" in out and "位置参数" not in out  # train has no positional argument
 

@@ -29,16 +29,6 @@ def command(*args, lang):
     return p.returncode, p.stderr
 
 
-@pytest.fixture
-def zh(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "zh")
-
-
-@pytest.fixture
-def en(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "en")
-
-
 def message_of(call, kind=ValueError):
     with pytest.raises(kind) as caught:
         call()

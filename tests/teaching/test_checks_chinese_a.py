@@ -70,16 +70,6 @@ KEEPS = {
 BUGS = {name: (layer_tests.BUGS.get(name) or part_tests.BUGS[name])[:2] for name in KEEPS}
 
 
-@pytest.fixture
-def zh(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "zh")
-
-
-@pytest.fixture
-def en(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "en")
-
-
 def message_of(check, buggy):
     before = set(plt.get_fignums())
     try:

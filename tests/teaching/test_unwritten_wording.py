@@ -1,19 +1,8 @@
 """The line a check prints for an empty blank reads as one sentence in Chinese, whether the blank is a
 name (Linear.backward) or a phrase (the parts above, then train both networks); English is unchanged."""
-import pytest
 
 from utils.plumbing.language import _
 from utils.teaching import checks_common, verdict
-
-
-@pytest.fixture
-def zh(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "zh")
-
-
-@pytest.fixture
-def en(monkeypatch):
-    monkeypatch.setenv("NN_LANG", "en")
 
 
 def phrases():

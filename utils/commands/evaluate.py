@@ -20,7 +20,7 @@ from utils.figures.errors import confusion_counts, per_class_table, plot_confusi
 from utils.figures.model import plot_activations, plot_weight_heatmaps
 from utils.plumbing import cli
 from utils.plumbing.errors import CheckpointError
-from utils.plumbing.language import _, language
+from utils.plumbing.language import _, language, width
 
 DATASETS = {784: "fashion_mnist", 3072: "cifar10"}  # for checkpoints older than the "dataset" record
 
@@ -121,8 +121,8 @@ def _evaluate(argv):
     print(_("test loss {loss:.4f}, test accuracy {acc:.4f} ({right} of {n})").format(
         loss=r["loss"], acc=r["accuracy"], right=round(r["accuracy"] * n), n=n) + "\n")
     names = [_(c) for c in r["class_names"]]  # the class names in the reader's language (only for display)
-    widest = max(map(cli.width, names))  # a Chinese character takes two columns
-    confusion = pd.DataFrame(r["confusion"], index=[" " * (widest - cli.width(c)) + c for c in names],
+    widest = max(map(width, names))  # a Chinese character takes two columns
+    confusion = pd.DataFrame(r["confusion"], index=[" " * (widest - width(c)) + c for c in names],
                              columns=[str(i) for i in range(len(names))])
     with pd.option_context("display.unicode.east_asian_width", language() == "zh"):  # columns line up in Chinese
         print(shown(r["per_class"].round(3)).to_string(), "\n")

@@ -8,7 +8,6 @@ param_shapes(config) says which weight shapes it will have.
 import contextlib
 import inspect
 import numbers
-import unicodedata
 from typing import NamedTuple
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from module import Conv2D, Dropout, Flatten, Layer, LeakyReLU, Linear, MaxPool2D, ReLU, Sigmoid, Tanh, softmax
 from utils.plumbing.config_files import check_mlp_size
 from utils.plumbing.language import _
+from utils.plumbing.language import width as text_width
 from utils.plumbing.validate import check_finite, check_fraction, check_int, check_rng
 
 # Inference runs in chunks of at most this many images, and of at most INFERENCE_BYTES in the
@@ -296,8 +296,7 @@ def from_config(config, rng=None, dtype=np.float32):
 def padded(text, width):
     """text padded with spaces to width terminal columns, right-aligned (left-aligned for a negative width);
     a Chinese character takes two columns, so the columns of a Chinese table line up too."""
-    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    fill = " " * max(abs(width) - columns, 0)
+    fill = " " * max(abs(width) - text_width(text), 0)
     return text + fill if width < 0 else fill + text
 
 

@@ -12,11 +12,10 @@ import gettext
 import re
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 from utils.plumbing import paths
-from utils.plumbing.language import _, language
+from utils.plumbing.language import _, language, width
 
 
 def run_folder(name, out=None):
@@ -65,11 +64,6 @@ CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")  # C
 # A line may break before each Chinese character and at spaces; closing punctuation stays with what it follows.
 _PIECES = re.compile(r"(?:[\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]|[^\s\u2e80-\u9fff\uf900-\ufaff"
                      r"\ufe30-\ufe4f\uff00-\uffef]+)[，。：；、）》！？]*| ")
-
-
-def width(text):
-    """How many terminal columns text takes: a Chinese character takes two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def wrap(text, columns):

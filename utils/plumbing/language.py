@@ -13,6 +13,7 @@ read together; an entry's msgid is the English text: a message with no translati
 marked fuzzy (its English changed since it was translated), is shown in English, as gettext does.
 """
 import os
+import unicodedata
 
 from utils.plumbing import po
 from utils.plumbing.paths import ROOT
@@ -78,6 +79,11 @@ def _(message):
         if found is not None:
             return found
     return message
+
+
+def width(text):
+    """How many terminal columns text takes: a wide character (Chinese) takes two, as a terminal draws it."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def chinese_edition():

@@ -44,13 +44,12 @@ and, with --solutions, also unless every part is correct.
 import csv
 import secrets
 import sys
-import unicodedata
 from collections import namedtuple
 from pathlib import Path
 
 from utils.plumbing import cli
 from utils.plumbing.files import atomic_write
-from utils.plumbing.language import _
+from utils.plumbing.language import _, width
 from utils.teaching.exercise_notebook import (  # noqa: F401 (run, verdicts: for the tests of notebook 06)
     NotebookError,
     fill_solutions,
@@ -234,11 +233,6 @@ def verdict_name(verdict):
     """A verdict (correct, not implemented, wrong, error) in the reader's language, for the printed table."""
     return {"correct": _("correct"), "not implemented": _("not implemented"), "wrong": _("wrong"),
             "error": _("error")}.get(verdict, verdict)
-
-
-def width(text):
-    """The columns text takes in a terminal: wide (e.g. Chinese) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def format_table(rows):
