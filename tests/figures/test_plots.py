@@ -59,6 +59,36 @@ def test_live_curves_work_outside_a_notebook():
     assert len(curves.axes[0].lines) == 3  # training, validation and the best-epoch marker
 
 
+def test_live_curves_send_the_first_and_last_epochs_and_throttle_the_rest():
+    class Handle:
+        def __init__(self):
+            self.sent = []
+
+        def update(self, fig):
+            self.sent.append(len(curves.axes[0].lines[0].get_xdata()))  # epochs drawn when sent
+
+    def history(epochs):
+        return pd.DataFrame({"epoch": range(1, epochs + 1), "train_loss": [1.0] * epochs,
+                             "val_loss": [1.1] * epochs, "train_acc": [0.6] * epochs,
+                             "val_acc": [0.5 + 0.01 * e for e in range(epochs)]})
+
+    curves = LiveCurves(num_epochs=5, min_seconds=3600)
+    curves.handle = Handle()
+    for e in range(1, 6):
+        curves(history(e))
+    assert curves.handle.sent == [1, 5]  # epoch 1 at once, then only the last epoch within the hour
+    with LiveCurves(num_epochs=5, min_seconds=3600) as curves:  # early stopping after epoch 3
+        curves.handle = Handle()
+        for e in range(1, 4):
+            curves(history(e))
+    assert curves.handle.sent == [1, 3]  # leaving the block sends the final curves
+    curves = LiveCurves(num_epochs=5, min_seconds=0)
+    curves.handle = Handle()
+    for e in range(1, 4):
+        curves(history(e))
+    assert curves.handle.sent == [1, 2, 3]
+
+
 def test_activation_plot_skips_dropout_and_keeps_the_training_mode():
     model = mlp([784, 12, 10], dropout=0.5, rng=0)  # Linear, ReLU, Dropout, Linear
     X = np.random.default_rng(0).standard_normal((2, 784)).astype(np.float32)

@@ -70,6 +70,8 @@ class FlatParameters(NamedTuple):
     grads: np.ndarray    # the same layout
     n_weights: int       # params[:n_weights] are the weights, what L2 penalises
     layout: tuple        # ((name, start, stop, shape), ...): where each parameter lies
+    work: np.ndarray     # scratch of the same size for an update's temporaries (lr * dW, ...),
+                         # so that no step allocates; it holds nothing between steps
 
 
 def pack_parameters(layers):
@@ -97,7 +99,7 @@ def pack_parameters(layers):
         views.append((layer, k, p, g))
         n_weights = stop if k == "W" else n_weights
         start = stop
-    return FlatParameters(params, grads, n_weights, tuple(layout)), views
+    return FlatParameters(params, grads, n_weights, tuple(layout), np.empty_like(params)), views
 
 
 class Sequential(Layer):

@@ -119,15 +119,16 @@ class SGD(Optimizer):
         # A Python float scales a float32 array in float32; an np.float64 lr (from np.logspace,
         # say) would upcast every update to float64.
         lr, mu = float(self.lr), float(self.momentum)
-        for name, p, g in _groups(model):
+        for name, p, g, work in _groups(model):
+            lr_g = np.multiply(g, lr, out=work)  # lr * dW (into the flat model's scratch array)
             if mu == 0:
-                p -= lr * g
+                p -= lr_g                        # W <- W - lr dW
                 continue
             v = _slot(self, "velocity", name, p)
             v *= mu
-            v -= lr * g                          # v <- mu v - lr dW
+            v -= lr_g                            # v <- mu v - lr dW
             if self.nesterov:
-                p += mu * v - lr * g             # W <- W + mu v - lr dW
+                p += mu * v - lr_g               # W <- W + mu v - lr dW
             else:
                 p += v                           # W <- W + v
 
@@ -160,14 +161,17 @@ class Adam(Optimizer):
         self.t += 1
         b1, b2, lr, eps = float(self.beta1), float(self.beta2), float(self.lr), float(self.eps)
         correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for name, p, g in _groups(model):
+        for name, p, g, work in _groups(model):
             m, v = _slot(self, "m", name, p), _slot(self, "v", name, p)
+            # Every temporary goes into one scratch array s (the flat model's, else a new one).
             m *= b1
-            m += (1 - b1) * g                     # m <- b1 m + (1 - b1) dW
+            s = np.multiply(g, 1 - b1, out=work)
+            m += s                                # m <- b1 m + (1 - b1) dW
             v *= b2
-            v += (1 - b2) * g * g                 # v <- b2 v + (1 - b2) dW^2
-            # The update in one scratch array: sqrt(v / c2) + eps, then m / that, times lr / c1.
-            s = np.divide(v, correction2)         # v_hat
+            np.multiply(g, 1 - b2, out=s)
+            s *= g
+            v += s                                # v <- b2 v + (1 - b2) dW^2
+            np.divide(v, correction2, out=s)      # v_hat
             np.sqrt(s, out=s)
             s += eps
             np.divide(m, s, out=s)                # m / (sqrt(v_hat) + eps)
@@ -179,7 +183,8 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 
 def _groups(model):
-    """Yield (key, param, grad): the arrays one update runs over, key the parameter's name.
+    """Yield (key, param, grad, work): the arrays one update runs over, key the parameter's name,
+    work a scratch array of param's shape for the update's temporaries (None: allocate them).
 
     A model that keeps all its parameters in one flat array (Sequential does, see
     Sequential.flat) is updated in one pass over that array: the same arithmetic,
@@ -189,10 +194,10 @@ def _groups(model):
     """
     flat = model.flat() if hasattr(model, "flat") else None
     if flat is not None:
-        yield flat.layout, flat.params, flat.grads
+        yield flat.layout, flat.params, flat.grads, flat.work
         return
     for _, name, p, g in model.parameters():
-        yield name, p, g
+        yield name, p, g, None
 
 
 def _slot(optimizer, slot, key, p):
@@ -234,7 +239,7 @@ def l2_regularize(model, l2_lambda):
     flat = model.flat() if hasattr(model, "flat") else None
     if flat is not None:  # the weights lie first in the flat array: one pass over all of them
         w = slice(0, flat.n_weights)
-        flat.grads[w] += float(l2_lambda) * flat.params[w]
+        flat.grads[w] += np.multiply(flat.params[w], float(l2_lambda), out=flat.work[w])
         return
     for _, name, p, g in model.parameters():
         if name.endswith(".W"):

@@ -8,6 +8,7 @@ Every function draws one figure and returns it (the notebook ends the cell with 
 save_figure writes a figure to static_dir() for the README. Image shapes and class names come
 from the data (image_shape, class_names arguments), so CIFAR-10's figures are labelled too.
 """
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -87,19 +88,38 @@ class LiveCurves:
     """A train() callback that redraws the loss and accuracy curves after every epoch.
 
     It updates one display in place (IPython's display handle), so the curves grow in the
-    notebook while training runs, and the last image stays in the saved notebook.
+    notebook while training runs, and the last image stays in the saved notebook. Sending
+    the picture means rendering it, about 0.2 s, so it is sent at most every min_seconds
+    and after the last epoch. Used as a context manager (``with LiveCurves(n) as curves:
+    train(..., callback=curves)``), it also sends the final curves of a run that early
+    stopping ended before num_epochs.
     """
 
-    def __init__(self, num_epochs=None):
-        self.num_epochs = num_epochs
+    def __init__(self, num_epochs=None, min_seconds=5.0):
+        self.num_epochs, self.min_seconds = num_epochs, min_seconds
         self.fig, self.axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
         plt.close(self.fig)  # shown through the handle only, not again at the end of the cell
         self.handle = display(self.fig, display_id=True)  # None outside IPython: then only fig is updated
+        self.sent_at, self.unsent = None, False
 
     def __call__(self, history, model=None):
-        plot_history(history, self.axes, self.num_epochs)
-        if self.handle is not None:
+        plot_history(history, self.axes, self.num_epochs)  # the figure itself is always current
+        self.unsent = True
+        last = self.num_epochs is not None and len(history) >= self.num_epochs
+        if last or self.sent_at is None or time.monotonic() - self.sent_at >= self.min_seconds:
+            self.send()
+
+    def send(self):
+        """Show the curves as they are now, if they changed since they were last shown."""
+        if self.unsent and self.handle is not None:
             self.handle.update(self.fig)
+        self.sent_at, self.unsent = time.monotonic(), False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.send()
 
 
 def plot_weight_evolution(monitor, bins=61):
