@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    set up, then execute every notebook in order, headless (regenerates log/ and static/)
+#   make run    set up, then execute every notebook, headless (regenerates log/ and static/); two at a
+#               time where neither reads what the other writes (utils/plumbing/run_notebooks.py)
 #   make test   set up, then run the unit tests and the notebooks under nbval
 PYTHON ?= python3
 VENV := .venv
@@ -29,12 +30,7 @@ data: venv
 	$(PY) -m utils data
 
 run: data
-	@set -e; for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb"; start=$$(date +%s); \
-	  $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 \
-	    --ExecutePreprocessor.record_timing=False "$$nb"; \
-	  echo "== $$nb took $$(( $$(date +%s) - start )) s"; \
-	done
+	$(if $(NOTEBOOKS),$(PY) -m utils.plumbing.run_notebooks $(NOTEBOOKS))
 	@if [ -z "$(NOTEBOOKS)" ]; then $(PY) -m utils train; fi
 
 # The Chinese edition, notebooks/zh/: the English notebooks with the markdown of the catalogs
@@ -64,13 +60,8 @@ fonts-zh:
 # make run for the Chinese edition: its figures go to static/zh/ and its logs to log/zh/, so the
 # English results are not overwritten.
 run-zh: data zh fonts-zh
-	@set -e; for nb in notebooks/zh/[0-9]*.ipynb; do \
-	  echo "== $$nb"; start=$$(date +%s); \
-	  NN_LANG=zh NN_LOG_DIR=$(CURDIR)/log/zh NN_STATIC_DIR=$(CURDIR)/static/zh \
-	    $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 \
-	    --ExecutePreprocessor.record_timing=False "$$nb"; \
-	  echo "== $$nb took $$(( $$(date +%s) - start )) s"; \
-	done
+	NN_LANG=zh NN_LOG_DIR=$(CURDIR)/log/zh NN_STATIC_DIR=$(CURDIR)/static/zh \
+	  $(PY) -m utils.plumbing.run_notebooks $(sort $(wildcard notebooks/zh/[0-9]*.ipynb))
 
 # The Chinese edition under nbval (CI runs it beside make test, which keeps its time budget): each
 # Chinese notebook's outputs, as make run-zh stored them, must come out again; logs and figures go to

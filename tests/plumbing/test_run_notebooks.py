@@ -1,0 +1,61 @@
+"""make run's scheduler: notebooks in parallel only where neither needs the other's results."""
+import sys
+
+from utils.plumbing.run_notebooks import plan, run
+
+NAMES = ["00_playground.ipynb", "01_data.ipynb", "02_search.ipynb", "03_training.ipynb", "04_testing.ipynb",
+         "05_cnn.ipynb", "06_exercises.ipynb"]
+
+
+def fake(tmp_path, fail=()):
+    """A command that stands in for nbconvert: records its start and end in a file, sleeps a little."""
+    record = tmp_path / "record.txt"
+
+    def command(path):
+        name = path[:2]
+        code = (f"import time; open({str(record)!r}, 'a').write('start {name} %f\\n' % time.time()); "
+                f"time.sleep(0.3); open({str(record)!r}, 'a').write('end {name} %f\\n' % time.time()); "
+                f"raise SystemExit({1 if name in fail else 0})")
+        return [sys.executable, "-c", code]
+
+    def times():
+        events = {}
+        for line in record.read_text().splitlines():
+            what, name, t = line.split()
+            events[(what, name)] = float(t)
+        return events
+    return command, times
+
+
+def overlap(t, a, b):
+    return t[("start", a)] < t[("end", b)] and t[("start", b)] < t[("end", a)]
+
+
+def test_notebooks_wait_for_what_they_read_and_the_search_runs_alone(tmp_path):
+    command, times = fake(tmp_path)
+    said = []
+    assert run(NAMES, command, slots=2, say=said.append) == []
+    t = times()
+    assert len(t) == 2 * len(NAMES)  # every notebook ran once
+    assert t[("start", "03")] >= t[("end", "02")]  # 03 reads the search results
+    assert min(t[("start", "04")], t[("start", "05")]) >= t[("end", "03")]  # both read 03's weights
+    assert not any(overlap(t, "02", other) for other in ("00", "01", "03", "04", "05", "06"))  # all cores
+    assert overlap(t, "00", "01") and overlap(t, "04", "05")  # two at a time where free
+    assert sum("took" in line for line in said) == len(NAMES)
+
+
+def test_a_failed_notebook_stops_what_needs_it_and_nothing_else(tmp_path):
+    command, times = fake(tmp_path, fail={"03"})
+    said = []
+    failed = run(NAMES, command, slots=2, say=said.append)
+    assert set(failed) == {"03_training.ipynb", "04_testing.ipynb", "05_cnn.ipynb"}
+    t = times()
+    assert ("start", "04") not in t and ("start", "05") not in t and ("end", "06") in t
+    assert any("03_training.ipynb FAILED" in line for line in said)
+    assert any("04_testing.ipynb not run: it needs 03_training.ipynb" in line for line in said)
+
+
+def test_a_notebook_not_in_the_table_runs_alone_after_all_before_it():
+    needs, alone = plan(NAMES + ["07_new.ipynb"])["07_new.ipynb"]
+    assert needs == set(NAMES) and alone
+    assert plan(NAMES)["05_cnn.ipynb"] == ({"03_training.ipynb"}, False)
