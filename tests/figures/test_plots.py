@@ -161,6 +161,18 @@ def test_per_class_table_matches_the_notebook_computation():
     assert perfect["most confused with"].tolist() == ["-", "-", "-"] and np.isnan(perfect.loc["c", "recall"])
 
 
+def test_in_a_notebook_save_figure_shows_the_saved_png_and_closes_the_figure(tmp_path, monkeypatch):
+    from utils.figures import training
+    shown = []
+    monkeypatch.setattr(training.matplotlib, "get_backend", lambda: "module://matplotlib_inline.backend_inline")
+    monkeypatch.setattr(training, "display", shown.append)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, "line.png", folder=tmp_path)
+    assert len(shown) == 1 and shown[0].data == path.read_bytes()  # one rendering: the file's own bytes
+    assert not plt.fignum_exists(fig.number)  # closed, so plt.show() does not draw it again
+
+
 def test_save_figure_reads_the_static_folder_when_called(tmp_path, monkeypatch):
     fig, _ = plt.subplots()
     monkeypatch.setenv("NN_STATIC_DIR", str(tmp_path / "later"))  # set after utils.figures.training was imported

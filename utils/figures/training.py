@@ -8,12 +8,14 @@ Every function draws one figure and returns it (the notebook ends the cell with 
 save_figure writes a figure to static_dir() for the README. Image shapes and class names come
 from the data (image_shape, class_names arguments), so CIFAR-10's figures are labelled too.
 """
+import io
 import time
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
+from IPython.display import Image, display
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
@@ -23,10 +25,20 @@ from utils.plumbing.fonts import label
 
 
 def save_figure(fig, name, folder=None, dpi=100):
-    """Write fig as PNG to folder (default static_dir(), read now)/name, atomically; returns the path."""
+    """Write fig as PNG to folder (default static_dir(), read now)/name, atomically; returns the path.
+
+    In a notebook (matplotlib's inline backend) the figure is then shown from that same PNG and
+    closed, so the plt.show() after it has nothing left to draw: the figure is rendered once,
+    not twice (a rendering costs 0.1 to 0.5 s). Elsewhere the figure stays open.
+    """
     path = (paths.static_dir() if folder is None else Path(folder)) / name
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=dpi, bbox_inches="tight")
     with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+        f.write(png.getvalue())
+    if "inline" in matplotlib.get_backend():
+        display(Image(png.getvalue()))
+        plt.close(fig)
     return path
 
 
