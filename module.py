@@ -358,10 +358,10 @@ class MaxPool2D(Layer):
         # masks[t] marks the outputs whose maximum came from window position t; a tie
         # goes to the first position (taken), so each output has exactly one.
         self.masks = [view == out for view in windows]  # each in x's memory order, like out
-        taken = self.masks[0]
+        taken = self.masks[0].copy()
         for mask in self.masks[1:]:
-            np.greater(mask, taken, out=mask)  # mask and not taken (True > False), in one pass
-            taken = taken | mask  # a new array, so masks[0] stays as it is
+            np.greater(mask, taken, out=mask)  # for booleans a > b is "a and not b": one pass
+            taken |= mask
         self.x, self.out = x, out
         return out
 

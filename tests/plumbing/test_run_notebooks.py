@@ -41,6 +41,7 @@ def test_notebooks_wait_for_what_they_read_and_the_search_runs_alone(tmp_path):
     assert min(t[("start", "04")], t[("start", "05")]) >= t[("end", "03")]  # both read 03's weights
     assert not any(overlap(t, "02", other) for other in ("00", "01", "03", "04", "05", "06"))  # all cores
     assert overlap(t, "00", "01") and overlap(t, "04", "05")  # two at a time where free
+    assert t[("start", "06")] >= t[("end", "02")]  # a later notebook does not overtake the waiting search
     assert sum("took" in line for line in said) == len(NAMES)
 
 

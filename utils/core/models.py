@@ -65,13 +65,14 @@ def linear_layers(model):
 
 
 class FlatParameters(NamedTuple):
-    """Every parameter of a model in one array, and every gradient in another (see Sequential.flat)."""
+    """Every parameter of a model in one array, every gradient in another (see Sequential.flat), and a
+    scratch array of the same size for the optimisers."""
     params: np.ndarray   # 1-D: the weights "W" of all layers, then the other parameters (biases)
     grads: np.ndarray    # the same layout
     n_weights: int       # params[:n_weights] are the weights, what L2 penalises
     layout: tuple        # ((name, start, stop, shape), ...): where each parameter lies
-    work: np.ndarray     # scratch of the same size for an update's temporaries (lr * dW, ...),
-                         # so that no step allocates; it holds nothing between steps
+    work: np.ndarray     # scratch of the same size for an update's temporaries (lr * dW, ...):
+                         # SGD (but Nesterov), Adam and L2 need no new arrays; it holds nothing between steps
 
 
 def pack_parameters(layers):

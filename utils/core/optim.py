@@ -120,7 +120,7 @@ class SGD(Optimizer):
         # say) would upcast every update to float64.
         lr, mu = float(self.lr), float(self.momentum)
         for name, p, g, work in _groups(model):
-            lr_g = np.multiply(g, lr, out=work)  # lr * dW (into the flat model's scratch array)
+            lr_g = np.multiply(g, lr, out=work)  # lr * dW, in the flat model's scratch array (else a new one)
             if mu == 0:
                 p -= lr_g                        # W <- W - lr dW
                 continue

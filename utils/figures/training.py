@@ -4,9 +4,11 @@ The other figures sit by subject: utils.figures.data (the data and the image hel
 utils.figures.model (weights, templates, activations, filters and feature maps),
 utils.figures.errors (the per-class table, confusion matrix and predictions) and
 utils.search.results (the search's heatmaps and curves).
-Every function draws one figure and returns it (the notebook ends the cell with plt.show());
-save_figure writes a figure to static_dir() for the README. Image shapes and class names come
-from the data (image_shape, class_names arguments), so CIFAR-10's figures are labelled too.
+Every function draws one figure and returns it (the notebook ends the cell with plt.show()).
+save_figure writes a figure to static_dir() for the README; in a notebook it also shows that PNG
+and closes the figure, so the plt.show() after it has nothing left to draw. Image shapes and
+class names come from the data (image_shape, class_names arguments), so CIFAR-10's figures are
+labelled too.
 """
 import io
 import time
@@ -102,9 +104,9 @@ class LiveCurves:
     It updates one display in place (IPython's display handle), so the curves grow in the
     notebook while training runs, and the last image stays in the saved notebook. Sending
     the picture means rendering it, about 0.2 s, so it is sent at most every min_seconds
-    and after the last epoch. Used as a context manager (``with LiveCurves(n) as curves:
-    train(..., callback=curves)``), it also sends the final curves of a run that early
-    stopping ended before num_epochs.
+    and after epoch num_epochs. Used as a context manager (``with LiveCurves(n) as curves:
+    train(..., callback=curves)``), it also sends the final curves of a run that ended
+    earlier (early stopping, an interrupt) or whose num_epochs it was not told.
     """
 
     def __init__(self, num_epochs=None, min_seconds=5.0):

@@ -4,11 +4,13 @@ where neither needs what the other writes.
     python -m utils.plumbing.run_notebooks notebooks/[0-9]*.ipynb
 
 A notebook starts when the notebooks it reads from have finished (NEEDS: notebook 03 reads the
-search results of 02; 04 and 05 read the weights 03 saves) and a core is free. The search (02)
-starts a worker per core itself, so it runs alone (ALONE). A notebook this file does not know
-runs alone, after every notebook before it. Each prints "== <name> took N s" when it ends; a
-failure prints its error, starts nothing that needs it, and makes the command fail once the
-notebooks already running have ended.
+search results of 02; 04 and 05 read the weights 03 saves) and a core is free. (00 and 02 also
+read 01's prepared data set when it is there, only as a cache: without it they prepare the same
+arrays themselves, and 01 replaces the file atomically.) The search (02) starts a worker per core
+itself, so it runs alone (ALONE), and nothing later in the list overtakes it while it waits. A
+notebook this file does not know runs alone, after every notebook before it. Each prints
+"== <name> took N s" when it ends. A failure prints its error and starts nothing that needs it;
+the other notebooks still run, and the command then exits with status 1.
 """
 import os
 import subprocess
@@ -44,13 +46,15 @@ def run(paths, command=nbconvert, slots=None, say=print):
     """Execute the notebooks (in the order given where free to choose); returns the ones that failed."""
     paths = [str(p) for p in paths]
     todo, running, done, failed = plan(paths), {}, set(), []
-    slots = max(1, min(2, os.cpu_count() or 1) if slots is None else slots)
+    slots = max(1, min(2, len(os.sched_getaffinity(0))) if slots is None else slots)
     while todo or running:
         for path, (needs, alone) in list(todo.items()):
             if needs & set(failed):
                 say(f"== {path} not run: it needs {', '.join(sorted(needs & set(failed)))}")
                 failed.append(path)
                 del todo[path]
+            elif alone and needs <= done and running:
+                break  # it waits for a free machine: nothing after it may take the cores first
             elif needs <= done and len(running) < (1 if alone else slots) \
                     and not any(other_alone for *_, other_alone in running.values()):
                 say(f"== {path}")
