@@ -54,7 +54,7 @@ def cell_seconds(notebook):
 
 
 def notebook_cells(top, pattern="[0-9]*"):
-    """Execute every notebook as make run does, in a throwaway copy of the project (its notebooks,
+    """Execute every notebook, one after another, in a throwaway copy of the project (its notebooks,
     log/ and static/ are not touched), with the copy's code first on the path; print per notebook
     the wall and CPU seconds (the kernel and its workers included) and its slowest cells."""
     with tempfile.TemporaryDirectory() as tmp:
