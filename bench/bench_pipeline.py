@@ -23,6 +23,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from utils.plumbing.run_notebooks import nbconvert
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,9 +67,7 @@ def notebook_cells(top, pattern="[0-9]*"):
         print(f"{'notebook':<34}{'wall s':>8}{'CPU s':>8}")
         for notebook in sorted((copy / "notebooks").glob(f"{pattern}.ipynb")):
             before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-            subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                            "--ExecutePreprocessor.timeout=1800", "--ExecutePreprocessor.record_timing=True",
-                            str(notebook)], cwd=copy, env=env, check=True, capture_output=True)
+            subprocess.run(nbconvert(notebook, record_timing=True), cwd=copy, env=env, check=True, capture_output=True)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             print(f"{notebook.stem:<34}{time.perf_counter() - start:>8.1f}{cpu:>8.1f}")

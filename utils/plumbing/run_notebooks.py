@@ -23,10 +23,11 @@ NEEDS = {"00": set(), "01": set(), "02": set(), "03": {"02"}, "04": {"03"}, "05"
 ALONE = {"02"}
 
 
-def nbconvert(path):
-    """The command that executes the notebook at path in place (its outputs replaced)."""
+def nbconvert(path, record_timing=False):
+    """The command that executes the notebook at path in place (its outputs replaced); record_timing
+    stores each cell's start and end in its metadata (bench/bench_pipeline.py reads them)."""
     return [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-            "--ExecutePreprocessor.timeout=1800", "--ExecutePreprocessor.record_timing=False", str(path)]
+            "--ExecutePreprocessor.timeout=1800", f"--ExecutePreprocessor.record_timing={record_timing}", str(path)]
 
 
 def plan(paths):
