@@ -1,7 +1,11 @@
 """make run's scheduler: notebooks in parallel only where neither needs the other's results."""
+import subprocess
 import sys
+import tempfile
 
-from utils.plumbing.run_notebooks import plan, run
+import nbformat
+
+from utils.plumbing.run_notebooks import kernel_sockets, nbconvert, plan, run
 
 NAMES = ["00_playground.ipynb", "01_data.ipynb", "02_search.ipynb", "03_training.ipynb", "04_testing.ipynb",
          "05_cnn.ipynb", "06_exercises.ipynb"]
@@ -60,3 +64,31 @@ def test_a_notebook_not_in_the_table_runs_alone_after_all_before_it():
     needs, alone = plan(NAMES + ["07_new.ipynb"])["07_new.ipynb"]
     assert needs == set(NAMES) and alone
     assert plan(NAMES)["05_cnn.ipynb"] == ({"03_training.ipynb"}, False)
+
+
+def test_each_kernel_gets_sockets_of_its_own(tmp_path):
+    # Over TCP two kernels starting together can draw the same free port; socket files cannot clash.
+    command = kernel_sockets(tmp_path)
+    first, second = command("notebooks/03_training.ipynb"), command("notebooks/06_exercises.ipynb")
+    assert "--KernelManager.transport=ipc" in first and "--KernelManager.transport=ipc" in second
+    ips = [next(a for a in c if a.startswith("--KernelManager.ip=")) for c in (first, second)]
+    assert ips[0] != ips[1] and all(ip.startswith(f"--KernelManager.ip={tmp_path}") for ip in ips)
+    assert nbconvert("x.ipynb")[-1] == "x.ipynb" and not any("KernelManager" in a for a in nbconvert("x.ipynb"))
+
+
+def test_two_notebooks_started_together_both_run(tmp_path):
+    # Real kernels, started in the same instant, several times over: none may fail to start.
+    paths = []
+    for i in range(4):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")]
+        paths.append(tmp_path / f"9{i}_tiny.ipynb")  # not in NEEDS: each would run alone, so...
+        nbformat.write(nb, paths[-1])
+    with tempfile.TemporaryDirectory(prefix="kernels-") as folder:
+        sockets = kernel_sockets(folder)
+        processes = [subprocess.Popen(sockets(str(p)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                     for p in paths]  # ...they are started here by hand, all at once
+        errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * len(paths), errors
+    for path in paths:
+        assert nbformat.read(path, as_version=4).cells[0].outputs[0]["text"] == "42\n"

@@ -11,7 +11,14 @@ itself, so it runs alone (ALONE), and nothing later in the list overtakes it whi
 notebook this file does not know runs alone, after every notebook before it. Each prints
 "== <name> took N s" when it ends. A failure prints its error and starts nothing that needs it;
 the other notebooks still run, and the command then exits with status 1.
+
+Each kernel talks to nbconvert over Unix domain sockets in a folder of this run (KERNEL_SOCKETS),
+not over TCP ports: jupyter_client picks a kernel's ports by binding free ones and letting them
+go before the kernel binds them, so two notebooks starting together can draw the same port, and
+one kernel then dies with "Address already in use" (seen in `make run`: 03 and 06 started in the
+same tenth of a second). A socket file of its own per notebook cannot be drawn twice.
 """
+import itertools
 import os
 import subprocess
 import sys
@@ -23,11 +30,24 @@ NEEDS = {"00": set(), "01": set(), "02": set(), "03": {"02"}, "04": {"03"}, "05"
 ALONE = {"02"}
 
 
-def nbconvert(path, record_timing=False):
+def nbconvert(path, record_timing=False, sockets=None):
     """The command that executes the notebook at path in place (its outputs replaced); record_timing
-    stores each cell's start and end in its metadata (bench/bench_pipeline.py reads them)."""
+    stores each cell's start and end in its metadata (bench/bench_pipeline.py reads them); sockets,
+    a path prefix no other kernel uses, puts the kernel on Unix domain sockets instead of TCP ports."""
+    ipc = ["--KernelManager.transport=ipc", f"--KernelManager.ip={sockets}"] if sockets else []
     return [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-            "--ExecutePreprocessor.timeout=1800", f"--ExecutePreprocessor.record_timing={record_timing}", str(path)]
+            "--ExecutePreprocessor.timeout=1800", f"--ExecutePreprocessor.record_timing={record_timing}", *ipc,
+            str(path)]
+
+
+def kernel_sockets(folder):
+    """The default command of run(): nbconvert with each notebook's kernel on sockets of its own in
+    folder (Unix only: elsewhere TCP ports, as Jupyter does by default)."""
+    numbers = itertools.count()
+
+    def command(path):
+        return nbconvert(path, sockets=Path(folder) / f"kernel{next(numbers)}" if os.name == "posix" else None)
+    return command
 
 
 def plan(paths):
@@ -43,8 +63,12 @@ def plan(paths):
     return result
 
 
-def run(paths, command=nbconvert, slots=None, say=print):
-    """Execute the notebooks (in the order given where free to choose); returns the ones that failed."""
+def run(paths, command=None, slots=None, say=print):
+    """Execute the notebooks (in the order given where free to choose); returns the ones that failed.
+    command(path) gives the command line for one notebook (default: nbconvert, kernel_sockets)."""
+    if command is None:
+        with tempfile.TemporaryDirectory(prefix="kernels-") as folder:
+            return run(paths, kernel_sockets(folder), slots, say)
     paths = [str(p) for p in paths]
     todo, running, done, failed = plan(paths), {}, set(), []
     slots = max(1, min(2, len(os.sched_getaffinity(0))) if slots is None else slots)
