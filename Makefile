@@ -96,16 +96,21 @@ lint: venv
 solutions: venv
 	$(PY) -m utils grade --solutions --timeout-cell 900 notebooks/06_exercises.ipynb
 
+# The benchmarks time OpenBLAS's own kernel for this CPU: some machines pin an older one with
+# OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE), which the OpenBLAS in this NumPy does not need and
+# which slows its matrix products (bench/blas.py). Tests and make run keep the environment as it is.
+# To time the pinned kernel instead: make bench BENCH_ENV=
+BENCH_ENV ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt -c constraints.txt
-	$(PY) -m bench.bench_mlp
-	$(PY) -m bench.bench_lenet
-	$(PY) -m bench.bench_notebooks
-	$(PY) -m bench.bench_conv
+	$(BENCH_ENV) $(PY) -m bench.bench_mlp
+	$(BENCH_ENV) $(PY) -m bench.bench_lenet
+	$(BENCH_ENV) $(PY) -m bench.bench_notebooks
+	$(BENCH_ENV) $(PY) -m bench.bench_conv
 
 # The 48-point search (1 worker, then all cores) and make run, timed, with peak memory.
 bench-pipeline: data
-	$(PY) -m bench.bench_pipeline
+	$(BENCH_ENV) $(PY) -m bench.bench_pipeline
 
 # Trusted notebooks render their stored widget views; untrusted ones show them as plain text.
 # As root (a container, a cloud VM) JupyterLab refuses to start without --allow-root. Headless:
@@ -118,7 +123,7 @@ lab: data
 
 # The playground's frame rate on 2-D data and a Fashion-MNIST epoch of a 784-128-10 net.
 bench-playground: data
-	$(PY) -m bench.bench_playground
+	$(BENCH_ENV) $(PY) -m bench.bench_playground
 
 clean:
 	rm -rf $(VENV) .pytest_cache

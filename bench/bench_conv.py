@@ -104,7 +104,8 @@ def main():
         with threadpool_limits(1):
             print(json.dumps(ours() if args.worker == "ours" else torch_side()))
         return
-    from bench.bench_notebooks import torch_python  # the project's modules, which a torch-only venv lacks
+    from bench import blas  # the project's modules, which a torch-only venv lacks
+    from bench.bench_notebooks import torch_python
     python = torch_python()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
@@ -117,6 +118,7 @@ def main():
                 results[side].append(json.loads(out.strip().splitlines()[-1]))
     if not python:
         print("PyTorch is not installed: its column is left out (see bench/bench_notebooks.py)")
+    print(blas.describe())
     print(f"LeNet-5's conv and pool layers, batch {BATCH}, 1 BLAS thread, CPU ms per batch, "
           f"median of {args.rounds} rounds")
     print(f"  {'':<36}{'ours':>8}{'PyTorch':>9}{'ours/PT':>9}")

@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from bench import blas
 from bench.bench_mlp import fashion_mnist, print_table, train_torch
 
 BATCH_SIZE, LR = 64, 0.05
@@ -84,6 +85,7 @@ def main():
     if len(contenders) == 1:
         print("torch is not installed, left out (install a CPU build, e.g. in a throwaway venv: see "
               "bench/bench_notebooks.py)")
+    print(blas.describe())
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; LeNet-5, batch {BATCH_SIZE}, plain SGD, "
           f"{args.images:,} images per epoch; median of epochs 2..{args.epochs} over {args.rounds} rounds\n")
     for threads in args.threads:

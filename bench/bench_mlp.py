@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from bench import blas
+
 SIZES = [784, 256, 128, 10]
 BATCH_SIZE, LR = 128, 0.05
 CONTENDERS = {"ours": "numpy", "torch": "torch", "sklearn": "sklearn"}
@@ -166,6 +168,7 @@ def main():
     if missing:
         print(f"not installed, left out: {', '.join(missing)} (pip install scikit-learn; torch: a CPU build, "
               f"see bench/bench_notebooks.py)")
+    print(blas.describe())
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; {SIZES}, batch {BATCH_SIZE}, plain SGD, "
           f"60,000 images per epoch; median of epochs 2..{args.epochs} over {args.rounds} rounds\n")
     for threads in args.threads:

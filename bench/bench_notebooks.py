@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import blas
 from bench.profile_epoch import notebook_experiment
 
 DEFAULT_FRACTION = {"mlp_fashion": 1.0, "lenet5_fashion": 0.2}
@@ -118,6 +119,7 @@ def main():
                                                        "MLP, 0.2 for LeNet-5, whose epoch is 108,000 images)")
     args = parser.parse_args()
     python = torch_python()
+    print(blas.describe())
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; "
           + (f"PyTorch from {python}" if python else "PyTorch is not installed: its columns are left out "
                                                       "(see this module's docstring to add it)") + "\n")

@@ -23,6 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from bench import blas
 from utils.plumbing.run_notebooks import nbconvert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def main():
                 name, took = line[3:].rsplit(" took ", 1)
                 rows.append((f"  {Path(name).stem}", float(took[:-2]), None))
         rows.append(("make run (all notebooks, with set-up)", seconds, rss))
-    print(f"{os.cpu_count()} cores")
+    print(f"{os.cpu_count()} cores; {blas.describe()}")
     print(f"{'':<40}{'seconds':>9}{'peak RSS MiB':>14}")
     for name, seconds, rss in rows:
         print(f"{name:<40}{seconds:>9.1f}" + (f"{rss:>14.0f}" if rss is not None else ""))
