@@ -12,11 +12,12 @@ notebook this file does not know runs alone, after every notebook before it. Eac
 "== <name> took N s" when it ends. A failure prints its error and starts nothing that needs it;
 the other notebooks still run, and the command then exits with status 1.
 
-Each kernel talks to nbconvert over Unix domain sockets in a folder of this run (KERNEL_SOCKETS),
-not over TCP ports: jupyter_client picks a kernel's ports by binding free ones and letting them
-go before the kernel binds them, so two notebooks starting together can draw the same port, and
-one kernel then dies with "Address already in use" (seen in `make run`: 03 and 06 started in the
-same tenth of a second). A socket file of its own per notebook cannot be drawn twice.
+Each Jupyter kernel talks to nbconvert over Unix domain sockets (kernel_sockets: one temporary
+folder per run, a name of its own per kernel), not over TCP ports: jupyter_client picks a
+kernel's ports by binding free ones and letting them go before the kernel binds them, so two
+notebooks starting together can draw the same port, and one kernel then dies with "Address
+already in use" (seen in `make run`: 03 and 06 started in the same tenth of a second). A socket
+file of its own per kernel cannot be drawn twice. (Unix only: elsewhere the kernels use TCP.)
 """
 import itertools
 import os
@@ -43,10 +44,10 @@ def nbconvert(path, record_timing=False, sockets=None):
 def kernel_sockets(folder):
     """The default command of run(): nbconvert with each notebook's kernel on sockets of its own in
     folder (Unix only: elsewhere TCP ports, as Jupyter does by default)."""
-    numbers = itertools.count()
+    folder, numbers = Path(folder).resolve(), itertools.count()  # absolute: the kernel runs in the notebook's folder
 
     def command(path):
-        return nbconvert(path, sockets=Path(folder) / f"kernel{next(numbers)}" if os.name == "posix" else None)
+        return nbconvert(path, sockets=folder / f"kernel{next(numbers)}" if os.name == "posix" else None)
     return command
 
 
