@@ -96,10 +96,12 @@ lint: venv
 solutions: venv
 	$(PY) -m utils grade --solutions --timeout-cell 900 notebooks/06_exercises.ipynb
 
-# The benchmarks time OpenBLAS's own kernel for this CPU: some machines pin an older one with
-# OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE), which the OpenBLAS in this NumPy does not need and
-# which slows its matrix products (bench/blas.py). Tests and make run keep the environment as it is.
-# To time the pinned kernel instead: make bench BENCH_ENV=
+# make bench and make bench-playground time the OpenBLAS kernel (matrix-product code) that OpenBLAS
+# picks for this CPU: some machines pin the kernel of an older CPU with OPENBLAS_CORETYPE (and
+# OPENBLAS_L2_SIZE), which the OpenBLAS in this NumPy does not need (bench/blas.py). Each benchmark
+# prints the kernel it ran. To time the pinned one instead: make bench BENCH_ENV=
+# make test, make run and make bench-pipeline (which runs make run for real, rewriting log/ and the
+# notebooks) keep the environment as it is, so the committed results keep their kernel.
 BENCH_ENV ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: data
 	$(PY) -m pip install --quiet -r bench/requirements.txt -c constraints.txt
@@ -110,7 +112,7 @@ bench: data
 
 # The 48-point search (1 worker, then all cores) and make run, timed, with peak memory.
 bench-pipeline: data
-	$(BENCH_ENV) $(PY) -m bench.bench_pipeline
+	$(PY) -m bench.bench_pipeline
 
 # Trusted notebooks render their stored widget views; untrusted ones show them as plain text.
 # As root (a container, a cloud VM) JupyterLab refuses to start without --allow-root. Headless:

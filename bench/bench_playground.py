@@ -18,6 +18,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
+from bench import blas
 from utils.figures.playground import Playground
 
 
@@ -66,6 +67,7 @@ def main():
         full = median_seconds(lambda: (setattr(view.stats_figure, "_key", None), view.stats_figure.render(pg)), 5)
         epoch = median_seconds(lambda: pg.run(epochs=1, draw=False), 50)
         steps, pictures, curves = play_for(pg, 5.0)
+        print(blas.describe())
         print("Playground, two spirals (200 training points), 2-8-8-2 tanh, batch size 16, one BLAS thread")
         print(f"  boundary picture (80x80 grid, PNG)      {picture * 1e3:7.1f} ms  -> {1 / picture:6.0f} per second")
         print(f"  curves + histograms, blitted            {stats * 1e3:7.1f} ms  -> {1 / stats:6.0f} per second")
