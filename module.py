@@ -336,6 +336,9 @@ class MaxPool2D(Layer):
     stride defaults to kernel_size (non-overlapping windows). On a tie the gradient goes to
     the first maximum in the window (row by row), as in PyTorch: a flat background is full
     of ties, and copying the gradient to every tied position would multiply it.
+    The maximum is a knockout tournament between the k*k window positions (strided views of x):
+    pairs play, the larger goes on (on a tie the earlier), until one is left; backward replays it
+    from the final to send each output's gradient to its winner.
     """
 
     def __init__(self, kernel_size, stride=None):
@@ -351,34 +354,31 @@ class MaxPool2D(Layer):
 
     def forward(self, x):
         check_image(self, x, None, self.kernel_size)
-        windows = self._windows(x)
-        out = np.copy(windows[0])  # np.copy keeps x's memory order
-        for view in windows[1:]:
-            np.maximum(out, view, out=out)
-        # masks[t] marks the outputs whose maximum came from window position t; a tie
-        # goes to the first position (taken), so each output has exactly one.
-        self.masks = [view == out for view in windows]  # each in x's memory order, like out
-        taken = self.masks[0].copy()
-        for mask in self.masks[1:]:
-            np.greater(mask, taken, out=mask)  # for booleans a > b is "a and not b": one pass
-            taken |= mask
-        self.x, self.out = x, out
-        return out
+        players, self.rounds = self._windows(x), []
+        while len(players) > 1:
+            matches = list(zip(players[0::2], players[1::2]))  # an odd one out waits; maxima keep x's memory order
+            self.rounds.append([np.greater(second, first) for first, second in matches])  # "second won"; ties: first
+            players = [np.maximum(first, second) for first, second in matches] + players[2 * len(matches):]
+        self.x, self.out = x, players[0] if self.rounds else np.copy(players[0])  # (1 x 1 windows: not a view of x)
+        return self.out
 
     def backward(self, dout, need_dx=True):
-        if dout.strides != self.out.strides:
-            # One copy into out's memory order (e.g. after Flatten) makes the k*k products below fast.
+        if dout.strides != self.out.strides:  # e.g. after Flatten: one copy into out's memory order is faster
             same_order = np.empty_like(self.out)
             same_order[...] = dout
             dout = same_order
+        paths = [np.ones_like(self.out, dtype=bool)]  # paths[p]: the outputs whose maximum player p holds
+        for second_won in reversed(self.rounds):  # from the final back: a match's outputs go to its winner
+            split = [part for path, won in zip(paths, second_won) for part in (path & ~won, path & won)]
+            paths = split + paths[len(second_won):]  # a player who waited keeps its outputs
         k, (h, w) = self.kernel_size, self.x.shape[2:]
         tiled = self.stride == k and h % k == 0 and w % k == 0  # the windows cover every input once
         dx = np.empty_like(self.x) if tiled else np.zeros_like(self.x)  # empty: each value is written below
-        for view, mask in zip(self._windows(dx), self.masks):
+        for view, path in zip(self._windows(dx), paths):
             if self.stride >= self.kernel_size:
-                np.multiply(dout, mask, out=view)  # windows do not overlap: write, no need to add
+                np.multiply(dout, path, out=view)  # windows do not overlap: write, no need to add
             else:
-                view += dout * mask
+                view += dout * path
         return dx
 
     def config(self):
