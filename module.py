@@ -17,9 +17,8 @@ An activation's derivative is written once, in ``local_grad()`` beside its forwa
 backward multiplies ``dout`` by it, and the diagnostics read it. A model is a chain of
 layers, ``utils.core.models.Sequential``, which keeps the same contract. The loss,
 ``SoftmaxCrossEntropy``, sits outside the model: training needs it, inference does not.
-Arrays keep the dtype they come in with: float32 for training, float64 for gradient checks.
-Bad arguments raise a ValueError that names the parameter, the value and what is expected
-(the checks are in ``utils.plumbing.validate``).
+Arrays keep the dtype they come in with: float32 for training, float64 for gradient checks. Bad
+arguments raise a ValueError naming the parameter, the value and what is expected (``utils.plumbing.validate``).
 """
 import numpy as np
 
@@ -205,8 +204,7 @@ class Dropout(Layer):
 
     def forward(self, x):
         if not self.training or self.p == 0:
-            self.mask = None
-            self.out = x
+            self.mask, self.out = None, x
         else:
             keep = uniform_at_least(self.rng, x.shape, self.p)  # rng.random(shape, float32) >= p, twice as fast
             self.mask = keep / x.dtype.type(1 - self.p)  # bool / float32 scalar: a float32 mask, one pass
@@ -336,9 +334,10 @@ class MaxPool2D(Layer):
     stride defaults to kernel_size (non-overlapping windows). On a tie the gradient goes to
     the first maximum in the window (row by row), as in PyTorch: a flat background is full
     of ties, and copying the gradient to every tied position would multiply it.
-    The maximum is a knockout tournament between the k*k window positions (strided views of x):
-    pairs play, the larger goes on (on a tie the earlier), until one is left; backward replays it
-    from the final to send each output's gradient to its winner.
+    The maximum is a knockout tournament between the k*k window positions (strided views of x): pairs
+    play, the larger goes on (on a tie the earlier: players stay in window order, an odd one out waits
+    at the end of the line, so the first maximum wins) until one is left; backward replays it from the
+    final to send each output's gradient to its winner.
     """
 
     def __init__(self, kernel_size, stride=None):
@@ -356,25 +355,26 @@ class MaxPool2D(Layer):
         check_image(self, x, None, self.kernel_size)
         players, self.rounds = self._windows(x), []
         while len(players) > 1:
-            matches = list(zip(players[0::2], players[1::2]))  # an odd one out waits; maxima keep x's memory order
+            matches = list(zip(players[0::2], players[1::2]))  # an odd one out waits at the end of the line
             self.rounds.append([np.greater(second, first) for first, second in matches])  # "second won"; ties: first
             players = [np.maximum(first, second) for first, second in matches] + players[2 * len(matches):]
-        self.x, self.out = x, players[0] if self.rounds else np.copy(players[0])  # (1 x 1 windows: not a view of x)
-        return self.out
+        out = players[0] if self.rounds else np.copy(players[0])  # 1 x 1 windows play no match: copy, not x itself
+        self.x, self.out = x, out  # in x's memory order: ufuncs allocate their output in their inputs' order
+        return out
 
     def backward(self, dout, need_dx=True):
-        if dout.strides != self.out.strides:  # e.g. after Flatten: one copy into out's memory order is faster
-            same_order = np.empty_like(self.out)
-            same_order[...] = dout
-            dout = same_order
-        paths = [np.ones_like(self.out, dtype=bool)]  # paths[p]: the outputs whose maximum player p holds
-        for second_won in reversed(self.rounds):  # from the final back: a match's outputs go to its winner
-            split = [part for path, won in zip(paths, second_won) for part in (path & ~won, path & won)]
+        if dout.strides != self.out.strides:  # e.g. after Flatten: the products below are faster in out's order
+            dout = np.positive(dout, out=np.empty_like(self.out))  # a copy of dout, in out's memory order
+        paths = [np.ones_like(self.out, dtype=bool)]  # paths[p]: the outputs whose gradient goes to player p
+        for second_won in reversed(self.rounds):  # from the final back: each match's outputs go to its winner
+            split = []
+            for path, won in zip(paths, second_won):
+                split += [np.greater(path, won), path & won]  # for booleans a > b is "a and not b": one pass
             paths = split + paths[len(second_won):]  # a player who waited keeps its outputs
         k, (h, w) = self.kernel_size, self.x.shape[2:]
         tiled = self.stride == k and h % k == 0 and w % k == 0  # the windows cover every input once
         dx = np.empty_like(self.x) if tiled else np.zeros_like(self.x)  # empty: each value is written below
-        for view, path in zip(self._windows(dx), paths):
+        for view, path in zip(self._windows(dx), paths):  # one path per window position, in _windows' order
             if self.stride >= self.kernel_size:
                 np.multiply(dout, path, out=view)  # windows do not overlap: write, no need to add
             else:

@@ -77,6 +77,9 @@ POOL_CASES = [  # (kernel, stride), input shape
     ((3, 2), (1, 2, 7, 6)),     # overlapping windows, batch 1
     ((2, 1), (2, 2, 5, 6)),     # stride 1: each pixel in up to four windows
     ((3, None), (2, 1, 7, 8)),  # sizes that do not divide: the last rows/columns are dropped
+    ((1, 2), (2, 2, 5, 6)),     # 1 x 1 windows: no match is played
+    ((2, 3), (2, 2, 8, 9)),     # stride larger than the window: some pixels in no window
+    ((4, None), (1, 2, 8, 8)),  # 16 window positions: four rounds of the tournament
 ]
 
 
@@ -93,7 +96,7 @@ def test_pool_gradients_and_definition(args, shape):
     np.testing.assert_allclose(layer.backward(dout), dx, rtol=1e-12, atol=1e-15)  # sums in another order
 
 
-@pytest.mark.parametrize("args", [(2, None), (3, 2), (2, 1)])
+@pytest.mark.parametrize("args", [(2, None), (3, 2), (2, 1), (3, None), (4, None)])
 def test_pool_ties_send_the_gradient_to_one_position(args):
     # Few distinct values: most windows hold ties, as a flat image background does.
     rng = np.random.default_rng(0)
