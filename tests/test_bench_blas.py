@@ -14,7 +14,7 @@ DESCRIBE = "from bench import blas; print(blas.describe()); print(blas.kernel())
 
 def describe(**changes):
     """(the line, the kernel that ran, the CPU's own kernel) in a fresh process with the environment changed."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env = {k: v for k, v in os.environ.items() if k not in blas.PINNING}
     env.update(changes, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", DESCRIBE], env=env, capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()
