@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    set up, then execute every notebook, headless (regenerates log/ and static/); two at a
-#               time where neither reads what the other writes (utils/plumbing/run_notebooks.py)
+#               time where neither reads what the other writes, or reads it only in cells tagged
+#               after-NN, which wait for notebook NN (utils/plumbing/run_notebooks.py)
 #   make test   set up, then run the unit tests and the notebooks under nbval
 PYTHON ?= python3
 VENV := .venv

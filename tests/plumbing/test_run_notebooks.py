@@ -3,25 +3,45 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from utils.plumbing.run_notebooks import kernel_sockets, nbconvert, plan, run
+from utils.plumbing.execute import WaitedInVain, execute
+from utils.plumbing.run_notebooks import execute_command, kernel_sockets, plan, run
 
 NAMES = ["00_playground.ipynb", "01_data.ipynb", "02_search.ipynb", "03_training.ipynb", "04_testing.ipynb",
          "05_cnn.ipynb", "06_exercises.ipynb"]
 
 
+def notebooks(tmp_path, names=NAMES, tags=None):
+    """Empty notebooks with these names in tmp_path; tags: {name: tags of its one code cell}."""
+    paths = []
+    for name in names:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("1", metadata={"tags": (tags or {}).get(name, [])})]
+        paths.append(tmp_path / name)
+        nbformat.write(nb, paths[-1])
+    return [str(p) for p in paths]
+
+
+LENET_AFTER_MLP = {"05_cnn.ipynb": ["after-03"]}  # as in notebooks/: 05's comparison waits for 03
+
+
 def fake(tmp_path, fail=()):
-    """A command that stands in for nbconvert: records its start and end in a file, sleeps a little."""
+    """A command that stands in for execute.py: records its start and end in a file, sleeps a little,
+    and, as a cell tagged after-NN would, waits for NN.done before its end."""
     record = tmp_path / "record.txt"
 
-    def command(path):
-        name = path[:2]
-        code = (f"import time; open({str(record)!r}, 'a').write('start {name} %f\\n' % time.time()); "
-                f"time.sleep(0.3); open({str(record)!r}, 'a').write('end {name} %f\\n' % time.time()); "
+    def command(path, signals, wait_for):
+        name = Path(path).name[:2]
+        wait = "".join(f"while not os.path.exists(os.path.join({str(signals)!r}, '{key}.done')):\n"
+                       f"    if os.path.exists(os.path.join({str(signals)!r}, '{key}.failed')): raise SystemExit(1)\n"
+                       f"    time.sleep(0.05)\n" for key in sorted(wait_for))
+        code = (f"import os, time\nopen({str(record)!r}, 'a').write('start {name} %f\\n' % time.time())\n"
+                f"time.sleep(0.3)\n{wait}open({str(record)!r}, 'a').write('end {name} %f\\n' % time.time())\n"
                 f"raise SystemExit({1 if name in fail else 0})")
         return [sys.executable, "-c", code]
 
@@ -41,32 +61,62 @@ def overlap(t, a, b):
 def test_notebooks_wait_for_what_they_read_and_the_search_runs_alone(tmp_path):
     command, times = fake(tmp_path)
     said = []
-    assert run(NAMES, command, slots=2, say=said.append) == []
+    assert run(notebooks(tmp_path, tags=LENET_AFTER_MLP), command, slots=2, say=said.append) == []
     t = times()
     assert len(t) == 2 * len(NAMES)  # every notebook ran once
     assert t[("start", "03")] >= t[("end", "02")]  # 03 reads the search results
-    assert min(t[("start", "04")], t[("start", "05")]) >= t[("end", "03")]  # both read 03's weights
+    assert t[("start", "04")] >= t[("end", "03")]  # 04 reads 03's weights
+    assert t[("start", "05")] >= t[("start", "03")] and overlap(t, "03", "05")  # 05 trains beside 03...
+    assert t[("end", "05")] >= t[("end", "03")]  # ...and its tagged cell waits for 03's end
     assert not any(overlap(t, "02", other) for other in ("00", "01", "03", "04", "05", "06"))  # all cores
-    assert overlap(t, "00", "01") and overlap(t, "04", "05")  # two at a time where free
+    assert overlap(t, "00", "01")  # two at a time where free
     assert t[("start", "06")] >= t[("end", "02")]  # a later notebook does not overtake the waiting search
     assert sum("took" in line for line in said) == len(NAMES)
+
+
+def test_on_one_core_a_notebook_never_waits_for_one_that_has_not_started(tmp_path):
+    # 05 waits midway for 03: started first on the only core, it would wait for ever.
+    command, times = fake(tmp_path)
+    paths = notebooks(tmp_path, ["05_cnn.ipynb", "03_training.ipynb"], tags=LENET_AFTER_MLP)
+    assert run(paths, command, slots=1, say=lambda line: None) == []
+    t = times()
+    assert t[("start", "05")] >= t[("end", "03")]
 
 
 def test_a_failed_notebook_stops_what_needs_it_and_nothing_else(tmp_path):
     command, times = fake(tmp_path, fail={"03"})
     said = []
-    failed = run(NAMES, command, slots=2, say=said.append)
-    assert set(failed) == {"03_training.ipynb", "04_testing.ipynb", "05_cnn.ipynb"}
+    failed = run(notebooks(tmp_path, tags=LENET_AFTER_MLP), command, slots=2, say=said.append)
+    assert {Path(p).name for p in failed} == {"03_training.ipynb", "04_testing.ipynb", "05_cnn.ipynb"}
     t = times()
-    assert ("start", "04") not in t and ("start", "05") not in t and ("end", "06") in t
+    assert ("start", "04") not in t and ("end", "06") in t
+    assert ("start", "05") in t and ("end", "05") not in t  # started beside 03, it failed at its tagged cell
     assert any("03_training.ipynb FAILED" in line for line in said)
-    assert any("04_testing.ipynb not run: it needs 03_training.ipynb" in line for line in said)
+    assert any("04_testing.ipynb not run: it needs" in line and "03_training.ipynb" in line for line in said)
 
 
-def test_a_notebook_not_in_the_table_runs_alone_after_all_before_it():
-    needs, alone = plan(NAMES + ["07_new.ipynb"])["07_new.ipynb"]
-    assert needs == set(NAMES) and alone
-    assert plan(NAMES)["05_cnn.ipynb"] == ({"03_training.ipynb"}, False)
+def test_a_notebook_whose_tagged_cell_needs_a_failed_one_is_not_started(tmp_path):
+    command, times = fake(tmp_path, fail={"03"})
+    paths = notebooks(tmp_path, ["03_training.ipynb", "05_cnn.ipynb"], tags=LENET_AFTER_MLP)
+    said = []
+    assert run(paths, command, slots=1, say=said.append) == paths
+    assert ("start", "05") not in times()
+    assert any("05_cnn.ipynb not run: it needs" in line for line in said)
+
+
+def test_a_notebook_not_in_the_table_runs_alone_after_all_before_it(tmp_path):
+    paths = notebooks(tmp_path, NAMES + ["07_new.ipynb"], tags=LENET_AFTER_MLP)
+    needs, alone, midway = plan(paths)[paths[-1]]
+    assert needs == set(paths[:-1]) and alone and not midway
+    assert plan(paths)[paths[5]] == (set(), False, {paths[3]})  # 05: from the start; its tagged cell after 03
+
+
+def test_the_notebooks_tag_the_first_cell_that_reads_another_notebooks_results():
+    # make run starts 05 beside 03: every cell of 05 that reads 03's checkpoint must come after the tag.
+    nb = nbformat.read(Path(__file__).parents[2] / "notebooks/05_convolutional_network.ipynb", as_version=4)
+    tagged = [i for i, cell in enumerate(nb.cells) if "after-03" in cell.metadata.get("tags", [])]
+    reading = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and 'mlp_cfg["checkpoint"]' in cell.source]
+    assert tagged and reading and min(reading) >= tagged[0]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="Unix domain sockets: elsewhere the kernels keep TCP ports")
@@ -74,10 +124,9 @@ def test_each_kernel_gets_sockets_of_its_own(tmp_path):
     # Over TCP two kernels starting together can draw the same free port; socket files cannot clash.
     command = kernel_sockets(tmp_path)
     first, second = command("notebooks/03_training.ipynb"), command("notebooks/06_exercises.ipynb")
-    assert "--KernelManager.transport=ipc" in first and "--KernelManager.transport=ipc" in second
-    ips = [next(a for a in c if a.startswith("--KernelManager.ip=")) for c in (first, second)]
-    assert ips[0] != ips[1] and all(ip.startswith(f"--KernelManager.ip={tmp_path}") for ip in ips)
-    assert nbconvert("x.ipynb")[-1] == "x.ipynb" and not any("KernelManager" in a for a in nbconvert("x.ipynb"))
+    ips = [next(a for a in c if a.startswith("--sockets=")) for c in (first, second)]
+    assert ips[0] != ips[1] and all(ip.startswith(f"--sockets={tmp_path}") for ip in ips)
+    assert not any(a.startswith("--sockets") for a in execute_command("x.ipynb"))
 
 
 @pytest.mark.skipif(os.name != "posix", reason="Unix domain sockets: elsewhere the kernels keep TCP ports")
@@ -100,3 +149,31 @@ def test_notebooks_started_together_all_run_on_sockets_of_their_own(tmp_path):
     said = [nbformat.read(path, as_version=4).cells[0].outputs[0]["text"].split() for path in paths]
     assert all(transport == "ipc" and ip.startswith(str(Path(folder).resolve())) for transport, ip in said), said
     assert len({ip for _, ip in said}) == len(paths)  # no two kernels share a socket
+
+
+def test_a_tagged_cell_waits_for_the_end_of_the_notebook_it_names(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import time\nstart = time.perf_counter()"),
+                nbformat.v4.new_code_cell("print(time.perf_counter() - start)", metadata={"tags": ["after-03"]})]
+    path = tmp_path / "05_cnn.ipynb"
+    nbformat.write(nb, path)
+    announce = threading.Timer(3.0, (tmp_path / "03.done").touch)
+    announce.start()
+    execute(path, signals=tmp_path, keys=["03"])
+    waited = float(nbformat.read(path, as_version=4).cells[1].outputs[0]["text"])
+    assert waited > 1.0  # the kernel started, ran the first cell, then the second waited for 03.done
+    (tmp_path / "03.done").unlink()
+    execute(path)  # run alone, nothing to wait for: the cell reads what is there
+    assert float(nbformat.read(path, as_version=4).cells[1].outputs[0]["text"]) < 1.0
+
+
+def test_a_tagged_cell_fails_if_the_notebook_it_names_failed(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('never')", metadata={"tags": ["after-03"]})]
+    path = tmp_path / "05_cnn.ipynb"
+    nbformat.write(nb, path)
+    before = path.read_bytes()
+    (tmp_path / "03.failed").touch()
+    with pytest.raises(WaitedInVain, match="tagged after-03.*notebook 03 failed"):
+        execute(path, signals=tmp_path, keys=["03"])
+    assert path.read_bytes() == before  # the notebook is left as it was
