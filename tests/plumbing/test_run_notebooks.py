@@ -1,15 +1,18 @@
 """make run's scheduler: notebooks in parallel only where neither needs the other's results."""
+import asyncio
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 import pytest
 
-from utils.plumbing.execute import WaitedInVain, execute
+from utils.plumbing.execute import WaitedInVain, execute, look_again
 from utils.plumbing.run_notebooks import execute_command, kernel_sockets, plan, run
 
 NAMES = ["00_playground.ipynb", "01_data.ipynb", "02_search.ipynb", "03_training.ipynb", "04_testing.ipynb",
@@ -177,3 +180,46 @@ def test_a_tagged_cell_fails_if_the_notebook_it_names_failed(tmp_path):
     with pytest.raises(WaitedInVain, match="tagged after-03.*notebook 03 failed"):
         execute(path, signals=tmp_path, keys=["03"])
     assert path.read_bytes() == before  # the notebook is left as it was
+
+
+def test_a_cycle_of_waits_or_a_mistyped_tag_is_an_error_not_a_hang(tmp_path):
+    with pytest.raises(ValueError, match="05_cnn.ipynb would wait for itself"):
+        plan(notebooks(tmp_path, ["03_training.ipynb", "05_cnn.ipynb"], tags={"05_cnn.ipynb": ["after-05"]}))
+    with pytest.raises(ValueError, match="02_search.ipynb would wait for itself"):  # 02 after 03, 03 needs 02
+        plan(notebooks(tmp_path, ["02_search.ipynb", "03_training.ipynb"], tags={"02_search.ipynb": ["after-03"]}))
+    with pytest.raises(ValueError, match="tagged after-3; expected after- and a notebook's two digits"):
+        plan(notebooks(tmp_path, ["03_training.ipynb", "05_cnn.ipynb"], tags={"05_cnn.ipynb": ["after-3"]}))
+
+
+def test_a_waiting_cell_gives_up_when_the_run_that_started_it_is_gone(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('never')", metadata={"tags": ["after-03"]})]
+    path = tmp_path / "05_cnn.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(WaitedInVain, match="the run that started this notebook has ended"):
+        execute(path, signals=tmp_path / "removed", keys=["03"])  # the scheduler's folder is gone
+
+
+def test_the_reply_of_a_cell_is_looked_for_in_short_steps_until_the_timeout():
+    # One long wait can miss the reply for good (utils/plumbing/execute.py); steps of `step` seconds cannot.
+    calls = []
+
+    class Channel:
+        async def get_msg(self, timeout=None):
+            calls.append(timeout)
+            await asyncio.sleep(timeout)
+            if len(calls) < 3:
+                raise Empty
+            return {"reply": True}
+
+    channel = Channel()
+    look_again(channel, step=0.01)
+    assert asyncio.run(channel.get_msg(timeout=60)) == {"reply": True}
+    assert len(calls) == 3 and max(calls) <= 0.01  # looked three times, none longer than a step
+    calls.clear()
+    assert asyncio.run(channel.get_msg(timeout=None)) == {"reply": True}  # None: steps for ever
+    calls.clear()
+    start = time.perf_counter()
+    with pytest.raises(Empty):
+        asyncio.run(channel.get_msg(timeout=0.015))  # the deadline comes before the third look
+    assert time.perf_counter() - start < 1 and len(calls) == 2 and calls[-1] <= 0.005 + 1e-9

@@ -2,19 +2,31 @@
 does, with one addition: a code cell tagged "after-NN" waits until notebook NN of the same `make run`
 has finished.
 
-    python -m utils.plumbing.execute notebooks/05_lenet5_cnn.ipynb
+    python -m utils.plumbing.execute notebooks/05_convolutional_network.ipynb
 
 A notebook that reads another one's results only near its end can then start beside it: notebook 05
 trains LeNet-5 while 03 trains the MLP, and its comparison with the MLP (the cell tagged after-03, in
-JupyterLab's property inspector) waits for 03's checkpoint. The scheduler (run_notebooks.py) tells
+JupyterLab's property inspector) waits until 03 has finished. The scheduler (run_notebooks.py) tells
 this process which notebooks to wait for (--wait-for) and where their news appears (--signals: a
-file NN.done or NN.failed per notebook that ended). Run alone, without --wait-for, no cell waits:
-the notebook reads what is on disc, as it does in JupyterLab.
+file NN.done or NN.failed per notebook that ended). A waiting cell gives up with an error if that
+notebook failed, or if the scheduler is gone (its folder removed, or this process orphaned). Run
+alone, without --wait-for, no cell waits: the notebook reads what is on disc, as in JupyterLab.
+
+One more difference from nbconvert: while a cell runs, the reply it waits for is looked for once a
+second (look_again), not in one wait as long as the cell's timeout. `make run` once hung for good in
+notebook 05's interact cell: the kernel had run the cell and was idle, and nbclient still waited for
+the cell's reply. Hangs like it are reported upstream (nbclient issue 312, nbconvert issues 2003 and
+2029), and there a wait in short steps ended them: a reply that one long wait misses, the next short
+one finds.
 """
 import argparse
 import asyncio
+import os
+import re
 import sys
 from pathlib import Path
+from queue import Empty
+from time import monotonic
 
 import nbformat
 from nbclient import NotebookClient
@@ -24,42 +36,77 @@ from traitlets.config import Config
 from utils.plumbing.atomic import atomic_write
 
 TAG = "after-"
+KEY = re.compile(r"\d\d")  # a notebook's key: the two digits its file name starts with
 TIMEOUT = 1800  # seconds one cell may take
 POLL = 0.2      # seconds between two looks at the signals folder
+STEP = 1.0      # seconds: the longest a wait for the kernel's reply goes without looking again
 
 
 class WaitedInVain(RuntimeError):
-    """A cell waited for a notebook that failed."""
+    """A cell waited for a notebook that failed, or for a scheduler that is gone."""
 
 
-def waits_for(cell):
-    """The notebook keys ("03") a cell's tags say it must wait for."""
-    return {tag[len(TAG):] for tag in cell.get("metadata", {}).get("tags", []) if tag.startswith(TAG)}
+def waits_for(cell, where="the notebook"):
+    """The notebook keys ("03") a cell's tags say it must wait for; a tag after-X whose X is not two
+    digits is an error (a typo would otherwise make the cell read a result that is not there yet)."""
+    keys = {tag[len(TAG):] for tag in cell.get("metadata", {}).get("tags", []) if tag.startswith(TAG)}
+    for key in keys:
+        if not KEY.fullmatch(key):
+            raise ValueError(f"{where}: a cell is tagged {TAG}{key}; expected {TAG} and a notebook's two digits, "
+                             f"as in {TAG}03")
+    return keys
 
 
 def tagged_keys(path):
     """Every notebook key some cell of the notebook at path waits for."""
-    return set().union(*(waits_for(cell) for cell in nbformat.read(path, as_version=4).cells))
+    return set().union(*(waits_for(cell, path) for cell in nbformat.read(path, as_version=4).cells))
 
 
 def gate(signals, keys):
     """An nbclient on_cell_start hook: before a cell tagged after-NN (NN in keys) runs, wait for the
-    file NN.done in the folder signals; NN.failed stops the notebook with an error that says why."""
+    file NN.done in the folder signals; NN.failed, the folder gone or this process orphaned (the
+    scheduler that would write the file has ended) stop the notebook with an error that says why."""
+    signals, parent = Path(signals), os.getppid()
+
     async def wait(cell, cell_index):
+        first_line = cell.source.split("\n")[0]
         for key in sorted(waits_for(cell) & set(keys)):
-            while not (Path(signals) / f"{key}.done").exists():
-                if (Path(signals) / f"{key}.failed").exists():
-                    raise WaitedInVain(f"cell {cell_index} is tagged {TAG}{key}: it reads what notebook {key} "
-                                       f"writes, and notebook {key} failed in this run")
-                await asyncio.sleep(POLL)
+            while not (signals / f"{key}.done").exists():
+                if (signals / f"{key}.failed").exists():
+                    why = f"notebook {key} failed in this run"
+                elif not signals.is_dir() or os.getppid() != parent:
+                    why = "the run that started this notebook has ended"
+                else:
+                    await asyncio.sleep(POLL)
+                    continue
+                raise WaitedInVain(f"the cell starting {first_line!r} is tagged {TAG}{key}: it reads what "
+                                   f"notebook {key} writes, and {why}")
     return wait
+
+
+def look_again(channel, step=STEP):
+    """Make channel.get_msg(timeout) look for a message every step seconds until timeout (or for ever,
+    for None) instead of in one wait: an asyncio ZMQ poll, once it has missed a message, sleeps to its
+    timeout (the module docstring says where that happened). Raises queue.Empty at the deadline, as
+    get_msg does."""
+    get_msg = channel.get_msg
+
+    async def stepwise(timeout=None):
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            try:
+                return await get_msg(timeout=step if deadline is None else min(step, max(0.0, deadline - monotonic())))
+            except Empty:
+                if deadline is not None and monotonic() >= deadline:
+                    raise
+    channel.get_msg = stepwise
 
 
 def execute(path, record_timing=False, sockets=None, signals=None, keys=()):
     """Run every cell of the notebook at path in a fresh kernel (started in the notebook's folder) and
     replace the file, atomically, by the notebook with its new outputs. sockets: a path prefix no other
     kernel uses, to put the kernel on Unix domain sockets instead of TCP ports (run_notebooks.py says
-    why). On an error the file is left as it was and CellExecutionError is raised."""
+    why). On an error the file is left as it was and CellExecutionError or WaitedInVain is raised."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     config = Config()
@@ -68,9 +115,11 @@ def execute(path, record_timing=False, sockets=None, signals=None, keys=()):
     client = NotebookClient(nb, timeout=TIMEOUT, record_timing=record_timing, config=config,
                             resources={"metadata": {"path": str(path.resolve().parent)}},
                             on_cell_start=gate(signals, keys) if keys else None)
+    client.on_notebook_start = lambda notebook: look_again(client.kc.shell_channel)
     client.execute()
-    with atomic_write(path, "w") as f:
-        nbformat.write(nb, f)
+    text = nbformat.writes(nb)
+    with atomic_write(path) as f:  # bytes: UTF-8 whatever the locale, as nbconvert writes
+        f.write((text if text.endswith("\n") else text + "\n").encode("utf-8"))
 
 
 def main():

@@ -1,5 +1,5 @@
 """Execute the notebooks headless, as `make run` and `make run-zh` do: each one once, two at a time
-where neither needs what the other writes.
+where neither needs what the other writes (or needs it only in cells that wait for it).
 
     python -m utils.plumbing.run_notebooks notebooks/[0-9]*.ipynb
 
@@ -71,6 +71,15 @@ def plan(paths):
             result[path] = ({keys[k] for k in NEEDS[key] if k in keys}, key in ALONE, midway)
         else:  # unknown: after every notebook before it, alone
             result[path] = (set(paths[:i]), True, midway)
+    for path in result:  # one that waits for itself, through others or not, would wait for ever
+        reached, todo = set(), [path]
+        while todo:
+            needs, _, midway = result[todo.pop()]
+            if path in needs | midway:
+                raise ValueError(f"{path} would wait for itself: NEEDS in {__name__} and the notebooks' "
+                                 "after-NN tags make a cycle")
+            todo += sorted((needs | midway) - reached)
+            reached |= needs | midway
     return result
 
 
