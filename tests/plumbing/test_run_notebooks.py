@@ -12,7 +12,8 @@ from queue import Empty
 import nbformat
 import pytest
 
-from utils.plumbing.execute import WaitedInVain, execute, look_again
+import utils.plumbing.execute as execute_module
+from utils.plumbing.execute import WaitedInVain, execute, gate, look_again
 from utils.plumbing.run_notebooks import execute_command, kernel_sockets, plan, run
 
 NAMES = ["00_playground.ipynb", "01_data.ipynb", "02_search.ipynb", "03_training.ipynb", "04_testing.ipynb",
@@ -33,9 +34,10 @@ def notebooks(tmp_path, names=NAMES, tags=None):
 LENET_AFTER_MLP = {"05_cnn.ipynb": ["after-03"]}  # as in notebooks/: 05's comparison waits for 03
 
 
-def fake(tmp_path, fail=()):
-    """A command that stands in for execute.py: records its start and end in a file, sleeps a little,
-    and, as a cell tagged after-NN would, waits for NN.done before its end."""
+def fake(tmp_path, fail=(), seconds=None):
+    """A command that stands in for execute.py: records its start and end in a file, sleeps a little
+    (seconds: {key: seconds}, else 0.3), and, as a cell tagged after-NN would, waits for NN.done
+    before its end."""
     record = tmp_path / "record.txt"
 
     def command(path, signals, wait_for):
@@ -44,7 +46,7 @@ def fake(tmp_path, fail=()):
                        f"    if os.path.exists(os.path.join({str(signals)!r}, '{key}.failed')): raise SystemExit(1)\n"
                        f"    time.sleep(0.05)\n" for key in sorted(wait_for))
         code = (f"import os, time\nopen({str(record)!r}, 'a').write('start {name} %f\\n' % time.time())\n"
-                f"time.sleep(0.3)\n{wait}open({str(record)!r}, 'a').write('end {name} %f\\n' % time.time())\n"
+                f"time.sleep({(seconds or {}).get(name, 0.3)})\n{wait}open({str(record)!r}, 'a').write('end {name} %f\\n' % time.time())\n"
                 f"raise SystemExit({1 if name in fail else 0})")
         return [sys.executable, "-c", code]
 
@@ -61,15 +63,35 @@ def overlap(t, a, b):
     return t[("start", a)] < t[("end", b)] and t[("start", b)] < t[("end", a)]
 
 
+def finishes(function, *args, seconds=120, **kwargs):
+    """function(*args, **kwargs), failing the test (instead of hanging it) if it takes over seconds;
+    what it raises is raised here."""
+    outcome = []
+
+    def call():
+        try:
+            outcome.append((True, function(*args, **kwargs)))
+        except BaseException as error:  # handed to the test's thread
+            outcome.append((False, error))
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"{function.__name__} did not finish within {seconds} s"
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value
+
+
 def test_notebooks_wait_for_what_they_read_and_the_search_runs_alone(tmp_path):
-    command, times = fake(tmp_path)
+    command, times = fake(tmp_path, seconds={"03": 1.5})  # 05 would end first if its tagged cell did not wait
     said = []
     assert run(notebooks(tmp_path, tags=LENET_AFTER_MLP), command, slots=2, say=said.append) == []
     t = times()
     assert len(t) == 2 * len(NAMES)  # every notebook ran once
     assert t[("start", "03")] >= t[("end", "02")]  # 03 reads the search results
     assert t[("start", "04")] >= t[("end", "03")]  # 04 reads 03's weights
-    assert t[("start", "05")] >= t[("start", "03")] and overlap(t, "03", "05")  # 05 trains beside 03...
+    assert overlap(t, "03", "05")  # 05 trains beside 03...
     assert t[("end", "05")] >= t[("end", "03")]  # ...and its tagged cell waits for 03's end
     assert not any(overlap(t, "02", other) for other in ("00", "01", "03", "04", "05", "06"))  # all cores
     assert overlap(t, "00", "01")  # two at a time where free
@@ -81,7 +103,7 @@ def test_on_one_core_a_notebook_never_waits_for_one_that_has_not_started(tmp_pat
     # 05 waits midway for 03: started first on the only core, it would wait for ever.
     command, times = fake(tmp_path)
     paths = notebooks(tmp_path, ["05_cnn.ipynb", "03_training.ipynb"], tags=LENET_AFTER_MLP)
-    assert run(paths, command, slots=1, say=lambda line: None) == []
+    assert finishes(run, paths, command, slots=1, say=lambda line: None) == []
     t = times()
     assert t[("start", "05")] >= t[("end", "03")]
 
@@ -114,9 +136,10 @@ def test_a_notebook_not_in_the_table_runs_alone_after_all_before_it(tmp_path):
     assert plan(paths)[paths[5]] == (set(), False, {paths[3]})  # 05: from the start; its tagged cell after 03
 
 
-def test_the_notebooks_tag_the_first_cell_that_reads_another_notebooks_results():
+@pytest.mark.parametrize("edition", ["notebooks", "notebooks/zh"])
+def test_the_notebooks_tag_the_first_cell_that_reads_another_notebooks_results(edition):
     # make run starts 05 beside 03: every cell of 05 that reads 03's checkpoint must come after the tag.
-    nb = nbformat.read(Path(__file__).parents[2] / "notebooks/05_convolutional_network.ipynb", as_version=4)
+    nb = nbformat.read(Path(__file__).parents[2] / edition / "05_convolutional_network.ipynb", as_version=4)
     tagged = [i for i, cell in enumerate(nb.cells) if "after-03" in cell.metadata.get("tags", [])]
     reading = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and 'mlp_cfg["checkpoint"]' in cell.source]
     assert tagged and reading and min(reading) >= tagged[0]
@@ -197,11 +220,31 @@ def test_a_waiting_cell_gives_up_when_the_run_that_started_it_is_gone(tmp_path):
     path = tmp_path / "05_cnn.ipynb"
     nbformat.write(nb, path)
     with pytest.raises(WaitedInVain, match="the run that started this notebook has ended"):
-        execute(path, signals=tmp_path / "removed", keys=["03"])  # the scheduler's folder is gone
+        finishes(execute, path, signals=tmp_path / "removed", keys=["03"])  # the scheduler's folder is gone
+
+
+def test_a_waiting_cell_gives_up_when_its_scheduler_has_died(tmp_path, monkeypatch):
+    # The scheduler is this process's parent: if it dies, the process is handed to another parent.
+    wait = gate(tmp_path, ["03"])
+    monkeypatch.setattr(os, "getppid", lambda: -1)
+    cell = nbformat.v4.new_code_cell("compare()", metadata={"tags": ["after-03"]})
+    with pytest.raises(WaitedInVain, match="'compare\\(\\)' is tagged after-03.*the run that started this notebook has ended"):
+        finishes(asyncio.run, wait(cell=cell, cell_index=0), seconds=10)
+
+
+def test_a_notebook_is_executed_with_its_reply_and_outputs_looked_for_in_steps(tmp_path, monkeypatch):
+    installed = []
+    monkeypatch.setattr(execute_module, "look_again", lambda channel: installed.append(channel))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, tmp_path / "00_tiny.ipynb")
+    execute(tmp_path / "00_tiny.ipynb")
+    assert nbformat.read(tmp_path / "00_tiny.ipynb", as_version=4).cells[0].outputs[0]["text"] == "42\n"
+    assert [type(channel).__name__ for channel in installed] == ["AsyncZMQSocketChannel"] * 2  # shell and iopub
 
 
 def test_the_reply_of_a_cell_is_looked_for_in_short_steps_until_the_timeout():
-    # One long wait can miss the reply for good (utils/plumbing/execute.py); steps of `step` seconds cannot.
+    # Waits of at most `step` seconds, Empty only at the deadline (utils/plumbing/execute.py says why).
     calls = []
 
     class Channel:

@@ -12,12 +12,14 @@ file NN.done or NN.failed per notebook that ended). A waiting cell gives up with
 notebook failed, or if the scheduler is gone (its folder removed, or this process orphaned). Run
 alone, without --wait-for, no cell waits: the notebook reads what is on disc, as in JupyterLab.
 
-One more difference from nbconvert: while a cell runs, the reply it waits for is looked for once a
-second (look_again), not in one wait as long as the cell's timeout. `make run` once hung for good in
-notebook 05's interact cell: the kernel had run the cell and was idle, and nbclient still waited for
-the cell's reply. Hangs like it are reported upstream (nbclient issue 312, nbconvert issues 2003 and
-2029), and there a wait in short steps ended them: a reply that one long wait misses, the next short
-one finds.
+One more difference from nbconvert: while a cell runs, its reply and its outputs are looked for once
+a second (look_again), not in one wait as long as the cell's timeout. A `make run` with nbconvert
+once stopped in notebook 05's interact cell: the kernel was idle, waiting for requests, while
+nbclient (inside nbconvert) still waited for that cell to finish, and would have until the cell's
+timeout, 30 minutes. Such stops in cells with widgets are reported upstream (nbclient issue 312,
+nbconvert issues 2003 and 2029); for nbclient 312 the reporter's patch, not merged, waits in short
+steps. Whether that prevents this stop is not shown (100 runs of a like cell with the long wait never
+stopped); a short step costs nothing when the reply comes, and a new look sees a message already waiting.
 """
 import argparse
 import asyncio
@@ -30,7 +32,7 @@ from time import monotonic
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
 from utils.plumbing.atomic import atomic_write
@@ -86,9 +88,8 @@ def gate(signals, keys):
 
 def look_again(channel, step=STEP):
     """Make channel.get_msg(timeout) look for a message every step seconds until timeout (or for ever,
-    for None) instead of in one wait: an asyncio ZMQ poll, once it has missed a message, sleeps to its
-    timeout (the module docstring says where that happened). Raises queue.Empty at the deadline, as
-    get_msg does."""
+    for None) instead of in one wait (the module docstring says why). Raises queue.Empty at the
+    deadline, as get_msg does."""
     get_msg = channel.get_msg
 
     async def stepwise(timeout=None):
@@ -106,7 +107,8 @@ def execute(path, record_timing=False, sockets=None, signals=None, keys=()):
     """Run every cell of the notebook at path in a fresh kernel (started in the notebook's folder) and
     replace the file, atomically, by the notebook with its new outputs. sockets: a path prefix no other
     kernel uses, to put the kernel on Unix domain sockets instead of TCP ports (run_notebooks.py says
-    why). On an error the file is left as it was and CellExecutionError or WaitedInVain is raised."""
+    why). On an error (a cell's exception or timeout, a dead kernel, a wait in vain) the file is left
+    as it was and the error is raised."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     config = Config()
@@ -115,7 +117,8 @@ def execute(path, record_timing=False, sockets=None, signals=None, keys=()):
     client = NotebookClient(nb, timeout=TIMEOUT, record_timing=record_timing, config=config,
                             resources={"metadata": {"path": str(path.resolve().parent)}},
                             on_cell_start=gate(signals, keys) if keys else None)
-    client.on_notebook_start = lambda notebook: look_again(client.kc.shell_channel)
+    client.on_notebook_start = lambda notebook: [look_again(channel) for channel in (client.kc.shell_channel,
+                                                                                     client.kc.iopub_channel)]
     client.execute()
     text = nbformat.writes(nb)
     with atomic_write(path) as f:  # bytes: UTF-8 whatever the locale, as nbconvert writes
@@ -134,8 +137,9 @@ def main():
     if keys and not args.signals:
         parser.error("--wait-for needs --signals, the folder where the notebooks' ends are announced")
     try:
+        tagged_keys(args.notebook)  # a mistyped tag is an error, whether or not this run waits
         execute(args.notebook, args.record_timing, args.sockets, args.signals, keys)
-    except (CellExecutionError, WaitedInVain) as error:
+    except (CellExecutionError, CellTimeoutError, DeadKernelError, WaitedInVain, ValueError) as error:
         sys.exit(f"{args.notebook}: {error}")
 
 

@@ -136,7 +136,10 @@ def main():
     if not paths:
         sys.exit("usage: python -m utils.plumbing.run_notebooks NOTEBOOK.ipynb ...")
     start = time.perf_counter()
-    failed = run(paths)
+    try:
+        failed = run(paths)
+    except ValueError as error:  # a cycle of waits, a mistyped after-NN tag: nothing has started
+        sys.exit(f"make run: {error}")
     print(f"== {len(paths) - len(failed)} of {len(paths)} notebooks in {time.perf_counter() - start:.0f} s")
     sys.exit(1 if failed else 0)
 
