@@ -68,7 +68,8 @@ def notebook_cells(top, pattern="[0-9]*"):
         print(f"{'notebook':<34}{'wall s':>8}{'CPU s':>8}")
         for notebook in sorted((copy / "notebooks").glob(f"{pattern}.ipynb")):
             before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-            subprocess.run(execute_command(notebook, record_timing=True), cwd=copy, env=env, check=True, capture_output=True)
+            subprocess.run(execute_command(notebook, record_timing=True), cwd=copy, env=env, check=True,
+                           capture_output=True)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             print(f"{notebook.stem:<34}{time.perf_counter() - start:>8.1f}{cpu:>8.1f}")
