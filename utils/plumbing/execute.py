@@ -138,8 +138,11 @@ def main():
         parser.error("--wait-for needs --signals, the folder where the notebooks' ends are announced")
     try:
         tagged_keys(args.notebook)  # a mistyped tag is an error, whether or not this run waits
+    except ValueError as error:  # its message names the notebook
+        sys.exit(str(error))
+    try:
         execute(args.notebook, args.record_timing, args.sockets, args.signals, keys)
-    except (CellExecutionError, CellTimeoutError, DeadKernelError, WaitedInVain, ValueError) as error:
+    except (CellExecutionError, CellTimeoutError, DeadKernelError, WaitedInVain) as error:
         sys.exit(f"{args.notebook}: {error}")
 
 

@@ -7,8 +7,8 @@ A notebook starts when the notebooks it reads from have finished (NEEDS: noteboo
 search results of 02; 04 reads the weights 03 saves) and a core is free. A notebook that reads
 another one's results only in its last cells starts beside it instead: those cells carry the tag
 "after-NN" and wait, in their own process, until notebook NN has finished (execute.py). So
-notebook 05 trains LeNet-5 while 03 trains the MLP, and only its comparison with the MLP waits for
-03's checkpoint; it starts once 03 has started, so that a single core cannot deadlock. (00 and 02
+notebook 05 trains LeNet-5 while 03 trains the MLP, and only its comparison with the MLP waits,
+until 03 has finished; it starts once 03 has started, so that a single core cannot deadlock. (00 and 02
 also read 01's prepared data set when it is there, only as a cache: without it they prepare the
 same arrays themselves, and 01 replaces the file atomically.) The search (02) starts a worker per
 core itself, so it runs alone (ALONE), and nothing later in the list overtakes it while it waits.
@@ -38,6 +38,12 @@ NEEDS = {"00": set(), "01": set(), "02": set(), "03": {"02"}, "04": {"03"}, "05"
 ALONE = {"02"}
 
 
+def key(path):
+    """A notebook's key in NEEDS, in its after-NN tags and in the run's signal files: the two digits
+    its file name starts with ("03")."""
+    return Path(path).name[:2]
+
+
 def execute_command(path, record_timing=False, sockets=None, signals=None, wait_for=()):
     """The command that executes the notebook at path in place (its outputs replaced), execute.py's:
     record_timing stores each cell's start and end in its metadata (bench/bench_pipeline.py reads
@@ -62,13 +68,12 @@ def kernel_sockets(folder):
 def plan(paths):
     """{path: (the paths it waits for, runs alone, the paths its tagged cells wait for)} for the
     notebooks, keyed by their two-digit prefix; the tags are read from the notebook files."""
-    keys = {Path(p).name[:2]: p for p in paths}
+    keys = {key(p): p for p in paths}
     result = {}
     for i, path in enumerate(paths):
-        key = Path(path).name[:2]
         midway = {keys[k] for k in tagged_keys(path) if k in keys}
-        if key in NEEDS:
-            result[path] = ({keys[k] for k in NEEDS[key] if k in keys}, key in ALONE, midway)
+        if key(path) in NEEDS:
+            result[path] = ({keys[k] for k in NEEDS[key(path)] if k in keys}, key(path) in ALONE, midway)
         else:  # unknown: after every notebook before it, alone
             result[path] = (set(paths[:i]), True, midway)
     for path in result:  # one that waits for itself, through others or not, would wait for ever
@@ -107,7 +112,7 @@ def _run(paths, command, signals, slots, say):
                     and not any(other_alone for *_, other_alone in running.values()):
                 say(f"== {path}")
                 log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a long traceback cannot block it
-                wait_for = {Path(p).name[:2] for p in midway - done}
+                wait_for = {key(p) for p in midway - done}
                 process = subprocess.Popen(command(path, signals, wait_for), stdout=log, stderr=subprocess.STDOUT,
                                            text=True)
                 running[path] = process, log, time.perf_counter(), alone
@@ -127,7 +132,7 @@ def _run(paths, command, signals, slots, say):
             else:
                 say(f"== {path} took {time.perf_counter() - start:.0f} s")
                 done.add(path)
-            (signals / f"{Path(path).name[:2]}.{'failed' if process.returncode else 'done'}").touch()
+            (signals / f"{key(path)}.{'failed' if process.returncode else 'done'}").touch()
     return failed
 
 
